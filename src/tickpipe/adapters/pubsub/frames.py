@@ -1,0 +1,85 @@
+"""The JSON of live updates and snapshots, serialized once in the processor.
+
+A pub/sub message carries many updates: one line per trade, `SYMBOL<space>JSON`, so the gateway
+can route each frame by symbol without parsing it and send the JSON bytes to clients as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from tickpipe.core.scoring import ScoredTrade
+from tickpipe.ports import Frame, JsonObject
+
+
+def update_frame(scored: ScoredTrade) -> bytes:
+    """The WebSocket frame of one processed trade (contract: WS /ws)."""
+    trade = scored.trade
+    return orjson.dumps(
+        {
+            "type": "trade",
+            "exchange": trade.exchange,
+            "symbol": trade.symbol,
+            "trade_id": trade.trade_id,
+            "price": float(trade.price),
+            "quantity": float(trade.quantity),
+            "sma": None if scored.sma is None else float(scored.sma),
+            "signal": scored.signal.value,
+            "timestamp": trade.exchange_time_us // 1000,
+            "ingest_time_us": trade.ingest_time_us,
+        }
+    )
+
+
+def snapshot_of(scored: ScoredTrade, window: int) -> JsonObject:
+    """The latest-state record of a stream (contract: GET /api/v1/snapshot)."""
+    trade = scored.trade
+    return {
+        "exchange": trade.exchange,
+        "symbol": trade.symbol,
+        "trade_id": trade.trade_id,
+        "price": float(trade.price),
+        "sma": None if scored.sma is None else float(scored.sma),
+        "window": window,
+        "signal": scored.signal.value,
+        "timestamp": trade.exchange_time_us // 1000,
+    }
+
+
+def encode_updates(batch: Sequence[ScoredTrade]) -> bytes:
+    return b"\n".join(
+        scored.trade.symbol.encode() + b" " + update_frame(scored) for scored in batch
+    )
+
+
+def decode_updates(message: bytes) -> list[Frame]:
+    """Inverse of encode_updates; lines without a symbol prefix are skipped."""
+    frames = []
+    for line in message.split(b"\n"):
+        symbol, sep, data = line.partition(b" ")
+        if sep and data:
+            frames.append(Frame(symbol.decode(), data))
+    return frames
+
+
+def latest_snapshots(batch: Iterable[ScoredTrade], window: int) -> dict[str, bytes]:
+    """`exchange:symbol` -> snapshot JSON, the last trade of each stream in the batch."""
+    latest: dict[str, ScoredTrade] = {}
+    for scored in batch:
+        latest[f"{scored.trade.exchange}:{scored.trade.symbol}"] = scored
+    return {key: orjson.dumps(snapshot_of(s, window)) for key, s in latest.items()}
+
+
+def pick_snapshot(
+    snapshots: Iterable[JsonObject], symbol: str, exchange: str | None
+) -> JsonObject | None:
+    """The newest snapshot of `symbol` (on `exchange` when named)."""
+    best: JsonObject | None = None
+    for snap in snapshots:
+        if snap["symbol"] != symbol or (exchange is not None and snap["exchange"] != exchange):
+            continue
+        if best is None or snap["timestamp"] > best["timestamp"]:
+            best = snap
+    return best

@@ -1,0 +1,1 @@
+"""The pure domain core: trade model and validation, symbols, rolling mean, signal rule. No I/O."""

@@ -1,0 +1,54 @@
+"""The sliding-window mean, O(1) per value and exact.
+
+Prices are exact decimals, so the window keeps an exact decimal running sum: adding the new
+price and subtracting the evicted one never accumulates rounding error, however long the stream
+runs. Only the final division rounds (to `_CONTEXT.prec` significant digits).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Context, Decimal
+
+# Enough digits that sums of realistic prices (<= 38 digits each) stay exact.
+_CONTEXT = Context(prec=80)
+
+
+class RollingMean:
+    """Mean of the last `window` values; `None` until the window is full."""
+
+    __slots__ = ("_sum", "_values", "window")
+
+    def __init__(self, window: int, history: tuple[Decimal, ...] | list[Decimal] = ()) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self._values: deque[Decimal] = deque(maxlen=window)
+        self._sum = Decimal(0)
+        for value in history[-window:]:
+            self.push(value)
+
+    def push(self, value: Decimal) -> Decimal | None:
+        """Adds a value, evicting the oldest once full; returns the new mean."""
+        values = self._values
+        if len(values) == self.window:
+            self._sum = _CONTEXT.subtract(self._sum, values[0])
+        values.append(value)
+        self._sum = _CONTEXT.add(self._sum, value)
+        return self.mean
+
+    @property
+    def mean(self) -> Decimal | None:
+        if len(self._values) < self.window:
+            return None
+        return _CONTEXT.divide(self._sum, self.window)
+
+    def compare(self, value: Decimal) -> int | None:
+        """Sign of (value - mean) computed exactly (no division); None until full."""
+        if len(self._values) < self.window:
+            return None
+        scaled = _CONTEXT.multiply(value, self.window)
+        return (scaled > self._sum) - (scaled < self._sum)
+
+    def __len__(self) -> int:
+        return len(self._values)

@@ -1,0 +1,146 @@
+"""The trade record and its validation.
+
+Money is `Decimal` end to end, kept exactly as the exchange wrote it; timestamps are integer
+microseconds since the Unix epoch (UTC) with unit-bearing names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
+
+EXCHANGES = frozenset({"simulated", "binance", "coinbase", "kraken"})
+
+# Trades before 2009 (no crypto market) or more than a day in the future are clock errors.
+MIN_TIME_US = 1_230_768_000_000_000  # 2009-01-01T00:00:00Z
+MAX_CLOCK_SKEW_US = 86_400_000_000
+MAX_TRADE_ID_LENGTH = 64
+MAX_DECIMAL_DIGITS = 38  # fits NUMERIC and any exchange's tick size
+
+
+class Side(StrEnum):
+    """The taker's side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class InvalidTrade(ValueError):
+    """A trade that fails validation; the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    exchange: str
+    symbol: str
+    trade_id: str
+    price: Decimal
+    quantity: Decimal
+    side: Side | None
+    exchange_time_us: int
+    ingest_time_us: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The (exchange, symbol) stream this trade belongs to."""
+        return (self.exchange, self.symbol)
+
+
+def parse_decimal(text: str, field: str) -> Decimal:
+    """Exact decimal from text; rejects NaN, infinities, non-positive and absurdly long numbers."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        raise InvalidTrade(f"{field} {text!r} is not a decimal number") from None
+    return check_positive(value, field)
+
+
+def check_positive(value: Decimal, field: str) -> Decimal:
+    if not value.is_finite():
+        raise InvalidTrade(f"{field} {value} is not finite")
+    if value <= 0:
+        raise InvalidTrade(f"{field} {value} is not positive")
+    if len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        raise InvalidTrade(f"{field} has more than {MAX_DECIMAL_DIGITS} digits")
+    return value
+
+
+def new_trade(
+    *,
+    exchange: str,
+    symbol: str,
+    trade_id: str,
+    price: Decimal | str,
+    quantity: Decimal | str,
+    side: Side | str | None,
+    exchange_time_us: int,
+    ingest_time_us: int,
+) -> Trade:
+    """Builds a validated Trade; raises InvalidTrade naming the first bad field."""
+    if exchange not in EXCHANGES:
+        raise InvalidTrade(f"unknown exchange {exchange!r}")
+    try:
+        normalized = normalize_symbol(symbol)
+    except InvalidSymbol as exc:
+        raise InvalidTrade(str(exc)) from None
+    if normalized != symbol:
+        raise InvalidTrade(f"symbol {symbol!r} is not normalized (expected {normalized!r})")
+    if not trade_id or len(trade_id) > MAX_TRADE_ID_LENGTH or not trade_id.isprintable():
+        raise InvalidTrade(f"trade_id {trade_id!r} must be 1-{MAX_TRADE_ID_LENGTH} printable chars")
+    exact_price = (
+        parse_decimal(price, "price") if isinstance(price, str) else check_positive(price, "price")
+    )
+    exact_quantity = (
+        parse_decimal(quantity, "quantity")
+        if isinstance(quantity, str)
+        else check_positive(quantity, "quantity")
+    )
+    check_time_us(exchange_time_us, ingest_time_us)
+    return Trade(
+        exchange=exchange,
+        symbol=symbol,
+        trade_id=trade_id,
+        price=exact_price,
+        quantity=exact_quantity,
+        side=parse_side(side),
+        exchange_time_us=exchange_time_us,
+        ingest_time_us=ingest_time_us,
+    )
+
+
+def parse_side(side: Side | str | None) -> Side | None:
+    if side is None or isinstance(side, Side):
+        return side
+    try:
+        return Side(side.lower())
+    except ValueError:
+        raise InvalidTrade(f"side {side!r} is not 'buy' or 'sell'") from None
+
+
+def check_time_us(exchange_time_us: int, ingest_time_us: int) -> None:
+    """Exchange time must be a plausible epoch time, not far ahead of when we received it."""
+    if exchange_time_us < MIN_TIME_US:
+        raise InvalidTrade(f"exchange time {exchange_time_us} us is before 2009")
+    if ingest_time_us < MIN_TIME_US:
+        raise InvalidTrade(f"ingest time {ingest_time_us} us is before 2009")
+    if exchange_time_us > ingest_time_us + MAX_CLOCK_SKEW_US:
+        raise InvalidTrade(f"exchange time {exchange_time_us} us is more than a day ahead")
+
+
+def time_us_to_datetime(time_us: int) -> datetime:
+    seconds, micros = divmod(time_us, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+
+
+def datetime_to_time_us(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_time_us(time_us: int) -> str:
+    """ISO-8601 UTC with microseconds and a `Z`, fixed width so text order is time order."""
+    return time_us_to_datetime(time_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,127 @@
+"""The few interfaces the services talk to. Adapters implement them; `wiring.py` picks which.
+
+    source -> TradeSink ~~bus~~ TradeConsumer -> Scorer -> TradeStore.write -> commit -> UpdatePublisher
+                                                                 TradeReader + UpdateFeed -> gateway
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tickpipe.core.scoring import ScoredTrade
+from tickpipe.core.trade import Trade
+
+JsonObject = dict[str, Any]
+
+
+class TradeSource(Protocol):
+    """An exchange feed (or the simulated market): yields validated trades until cancelled."""
+
+    def trades(self) -> AsyncIterator[Trade]: ...
+
+
+class TradeSink(Protocol):
+    """The bus, seen from the ingestor."""
+
+    async def send(self, trade: Trade) -> None:
+        """Queues one trade; waits (backpressure) while the sink's bounded queue is full."""
+
+    async def flush(self, timeout_s: float) -> int:
+        """Waits for queued trades to be delivered; returns how many are still undelivered."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One message taken from the bus: a decoded trade, or the reason it could not be decoded."""
+
+    trade: Trade | None
+    error: str | None
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+    traceparent: str | None = None
+
+
+class TradeConsumer(Protocol):
+    """The bus, seen from the processor. Never commits on its own."""
+
+    async def poll(self, max_messages: int, timeout_s: float) -> Sequence[BusMessage]:
+        """Waits up to `timeout_s` for the first message, then returns what is already there."""
+
+    async def commit(self, messages: Sequence[BusMessage]) -> None:
+        """Marks these messages (and everything before them in their partitions) as done."""
+
+    async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
+        """Moves undecodable or invalid messages aside with their reason (`<topic>.dlq`)."""
+
+    def on_revoke(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """`callback` runs before partitions are taken away: flush and commit there."""
+
+    async def close(self) -> None: ...
+
+
+class TradeWriter(Protocol):
+    async def write(self, batch: Sequence[ScoredTrade]) -> int:
+        """Stores the batch idempotently on (exchange, symbol, trade_id, time) in one transaction;
+        returns how many rows were new. Order of the batch is kept (it is the processing order)."""
+
+    async def window_prices(self, trade: Trade, count: int) -> list[Decimal]:
+        """The prices of the `count` trades stored before `trade` in its (exchange, symbol)
+        stream, oldest first, in processing order; used to rebuild a window after a restart."""
+
+
+class TradeReader(Protocol):
+    async def history(
+        self, symbol: str, *, limit: int, exchange: str | None = None
+    ) -> list[ScoredTrade]:
+        """The last `limit` stored trades of the symbol, newest first."""
+
+    async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None: ...
+
+    async def symbols(self) -> list[ScoredTrade]:
+        """The latest stored trade of every (exchange, symbol)."""
+
+
+class TradeStore(TradeWriter, TradeReader, Protocol):
+    async def ping(self) -> None:
+        """Raises when the database does not answer."""
+
+    async def close(self) -> None: ...
+
+
+class UpdatePublisher(Protocol):
+    """Live updates and latest snapshots, seen from the processor."""
+
+    async def publish(self, batch: Sequence[ScoredTrade]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One live update, serialized once as the WebSocket text frame every client receives."""
+
+    symbol: str
+    data: bytes
+
+
+class UpdateFeed(Protocol):
+    """Live updates and latest snapshots, seen from the gateway."""
+
+    def frames(self) -> AsyncIterator[Sequence[Frame]]:
+        """Batches of frames in publish order; re-subscribes by itself after an outage."""
+
+    async def snapshot(self, symbol: str, exchange: str | None = None) -> JsonObject | None:
+        """The latest snapshot (contract fields); the newest over exchanges if none is named."""
+
+    async def snapshots(self) -> list[JsonObject]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
