@@ -1,0 +1,95 @@
+"""The simulated exchange: a seeded random walk per symbol, at a steady rate.
+
+Same seed, same trades (symbols, ids, prices, sizes, sides); only the timestamps are the
+wall clock's. Prices and sizes are exact decimal strings quantized to realistic tick sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tickpipe.core.symbols import normalize_symbol
+from tickpipe.core.trade import Side, Trade
+
+EXCHANGE = "simulated"
+_KNOWN_PRICES = {"BTC": 65_000.0, "ETH": 3_400.0, "SOL": 150.0, "BNB": 580.0, "XRP": 0.55}
+_VOLATILITY_PER_TRADE = 0.0002
+_TICK_S = 0.01  # emission granularity: trades due are emitted in bursts at most this far apart
+
+
+@dataclass(slots=True)
+class _Walk:
+    symbol: str
+    price: float
+    price_decimals: int
+    next_trade_id: int = 1
+
+
+def _start_price(symbol: str) -> float:
+    for base, price in _KNOWN_PRICES.items():
+        if symbol.startswith(base):
+            return price
+    # Unknown symbols get a stable pseudo-random price between 1 and 1,000.
+    return 1.0 + zlib.crc32(symbol.encode()) % 1_000
+
+
+def _decimals_for(price: float) -> int:
+    """Tick size: about six significant digits, at least two decimals."""
+    return max(2, 6 - int(math.floor(math.log10(price))) - 1)
+
+
+class SimulatedMarket:
+    """A TradeSource. `rate_per_s` trades per second over all symbols together."""
+
+    def __init__(
+        self, raw_symbols: Sequence[str], rate_per_s: float, seed: int | None = None
+    ) -> None:
+        if not raw_symbols:
+            raise ValueError("the simulated market needs at least one symbol")
+        if rate_per_s <= 0:
+            raise ValueError(f"rate must be positive, got {rate_per_s}")
+        self.rate_per_s = rate_per_s
+        self._random = random.Random(seed)
+        self._walks = []
+        for raw in raw_symbols:
+            price = _start_price(normalize_symbol(raw))
+            self._walks.append(_Walk(normalize_symbol(raw), price, _decimals_for(price)))
+
+    def next_trade(self, now_us: int) -> Trade:
+        """One trade of a random symbol: the walk moves, the taker side follows the move."""
+        rnd = self._random
+        walk = self._walks[rnd.randrange(len(self._walks))]
+        step = rnd.gauss(0.0, _VOLATILITY_PER_TRADE)
+        walk.price *= math.exp(step)
+        quantity = rnd.lognormvariate(-4.0, 1.2)
+        trade_id = walk.next_trade_id
+        walk.next_trade_id += 1
+        return Trade(
+            exchange=EXCHANGE,
+            symbol=walk.symbol,
+            trade_id=str(trade_id),
+            price=Decimal(f"{walk.price:.{walk.price_decimals}f}"),
+            quantity=Decimal(f"{max(quantity, 1e-8):.8f}"),
+            side=Side.BUY if step >= 0 else Side.SELL,
+            exchange_time_us=now_us,
+            ingest_time_us=now_us,
+        )
+
+    async def trades(self) -> AsyncIterator[Trade]:
+        start_s = time.monotonic()
+        emitted = 0
+        while True:
+            due = int((time.monotonic() - start_s) * self.rate_per_s) + 1 - emitted
+            now_us = time.time_ns() // 1000
+            for i in range(due):
+                yield self.next_trade(now_us + i)  # distinct, increasing times within a burst
+            emitted += max(due, 0)
+            next_due_s = start_s + emitted / self.rate_per_s
+            await asyncio.sleep(max(0.0, min(_TICK_S, next_due_s - time.monotonic())))
