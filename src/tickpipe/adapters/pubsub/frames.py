@@ -11,41 +11,15 @@ from collections.abc import Iterable, Sequence
 import orjson
 
 from tickpipe.core.scoring import ScoredTrade
+from tickpipe.core.views import snapshot_view, update_view
 from tickpipe.ports import Frame, JsonObject
+
+snapshot_of = snapshot_view
 
 
 def update_frame(scored: ScoredTrade) -> bytes:
     """The WebSocket frame of one processed trade (contract: WS /ws)."""
-    trade = scored.trade
-    return orjson.dumps(
-        {
-            "type": "trade",
-            "exchange": trade.exchange,
-            "symbol": trade.symbol,
-            "trade_id": trade.trade_id,
-            "price": float(trade.price),
-            "quantity": float(trade.quantity),
-            "sma": None if scored.sma is None else float(scored.sma),
-            "signal": scored.signal.value,
-            "timestamp": trade.exchange_time_us // 1000,
-            "ingest_time_us": trade.ingest_time_us,
-        }
-    )
-
-
-def snapshot_of(scored: ScoredTrade, window: int) -> JsonObject:
-    """The latest-state record of a stream (contract: GET /api/v1/snapshot)."""
-    trade = scored.trade
-    return {
-        "exchange": trade.exchange,
-        "symbol": trade.symbol,
-        "trade_id": trade.trade_id,
-        "price": float(trade.price),
-        "sma": None if scored.sma is None else float(scored.sma),
-        "window": window,
-        "signal": scored.signal.value,
-        "timestamp": trade.exchange_time_us // 1000,
-    }
+    return orjson.dumps(update_view(scored))
 
 
 def encode_updates(batch: Sequence[ScoredTrade]) -> bytes:
@@ -69,7 +43,7 @@ def latest_snapshots(batch: Iterable[ScoredTrade], window: int) -> dict[str, byt
     latest: dict[str, ScoredTrade] = {}
     for scored in batch:
         latest[f"{scored.trade.exchange}:{scored.trade.symbol}"] = scored
-    return {key: orjson.dumps(snapshot_of(s, window)) for key, s in latest.items()}
+    return {key: orjson.dumps(snapshot_view(s, window)) for key, s in latest.items()}
 
 
 def pick_snapshot(

@@ -1,0 +1,175 @@
+"""SQLite store for the embedded default: stdlib sqlite3 on one worker thread, WAL mode.
+
+Prices and quantities are kept as their exact decimal text; `time` is fixed-width ISO-8601 UTC
+text, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TypeVar
+
+from tickpipe.core.scoring import ScoredTrade
+from tickpipe.core.signal import Signal
+from tickpipe.core.trade import Side, Trade, datetime_to_time_us, format_time_us
+
+T = TypeVar("T")
+
+_COLUMNS = "time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time"
+_INSERT = f"INSERT OR IGNORE INTO trades ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+
+
+def sqlite_path(database_url: str) -> str:
+    """`sqlite:///./tickpipe.db` -> `./tickpipe.db`; `sqlite:////abs/path.db` -> `/abs/path.db`."""
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix) or len(database_url) == len(prefix):
+        raise ValueError(f"not a SQLite URL: {database_url!r} (expected sqlite:///path)")
+    return database_url[len(prefix) :]
+
+
+def _row(scored: ScoredTrade) -> tuple[object, ...]:
+    trade = scored.trade
+    return (
+        format_time_us(trade.exchange_time_us),
+        trade.exchange,
+        trade.symbol,
+        trade.trade_id,
+        str(trade.price),
+        str(trade.quantity),
+        None if trade.side is None else trade.side.value,
+        None if scored.sma is None else float(scored.sma),
+        scored.signal.value,
+        format_time_us(trade.ingest_time_us),
+    )
+
+
+def _time_us(text: str) -> int:
+    return datetime_to_time_us(datetime.fromisoformat(text))
+
+
+def _scored(row: sqlite3.Row) -> ScoredTrade:
+    trade = Trade(
+        exchange=row["exchange"],
+        symbol=row["symbol"],
+        trade_id=row["trade_id"],
+        price=Decimal(row["price"]),
+        quantity=Decimal(row["quantity"]),
+        side=None if row["side"] is None else Side(row["side"]),
+        exchange_time_us=_time_us(row["time"]),
+        ingest_time_us=_time_us(row["ingest_time"]),
+    )
+    sma = None if row["sma"] is None else Decimal(repr(row["sma"]))
+    return ScoredTrade(trade, sma, Signal(row["signal"]))
+
+
+class SqliteStore:
+    """TradeStore on one SQLite file. Every call runs on the same worker thread."""
+
+    def __init__(self, path: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                self._db = _connect(self._path)
+            return work(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def write(self, batch: Sequence[ScoredTrade]) -> int:
+        rows = [_row(scored) for scored in batch]
+
+        def insert(db: sqlite3.Connection) -> int:
+            with db:
+                before = db.total_changes
+                db.executemany(_INSERT, rows)
+                return db.total_changes - before
+
+        return await self._run(insert)
+
+    async def window_prices(self, trade: Trade, count: int) -> list[Decimal]:
+        key = (trade.exchange, trade.symbol)
+        time_text = format_time_us(trade.exchange_time_us)
+
+        def query(db: sqlite3.Connection) -> list[Decimal]:
+            found = db.execute(
+                "SELECT id FROM trades WHERE exchange = ? AND symbol = ? AND trade_id = ?"
+                " AND time = ?",
+                (*key, trade.trade_id, time_text),
+            ).fetchone()
+            before_id = found["id"] if found else None
+            rows = db.execute(
+                "SELECT price FROM trades WHERE exchange = ? AND symbol = ?"
+                " AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+                (*key, before_id, before_id, count),
+            ).fetchall()
+            return [Decimal(row["price"]) for row in reversed(rows)]
+
+        return await self._run(query)
+
+    async def history(
+        self, symbol: str, *, limit: int, exchange: str | None = None
+    ) -> list[ScoredTrade]:
+        def query(db: sqlite3.Connection) -> list[ScoredTrade]:
+            rows = db.execute(
+                "SELECT * FROM trades WHERE symbol = ? AND (? IS NULL OR exchange = ?)"
+                " ORDER BY time DESC, id DESC LIMIT ?",
+                (symbol, exchange, exchange, limit),
+            ).fetchall()
+            return [_scored(row) for row in rows]
+
+        return await self._run(query)
+
+    async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:
+        rows = await self.history(symbol, limit=1, exchange=exchange)
+        return rows[0] if rows else None
+
+    async def symbols(self) -> list[ScoredTrade]:
+        def query(db: sqlite3.Connection) -> list[ScoredTrade]:
+            streams = db.execute(
+                "SELECT exchange, symbol, MAX(id) AS last_id FROM trades GROUP BY exchange, symbol"
+            ).fetchall()
+            rows = [
+                db.execute("SELECT * FROM trades WHERE id = ?", (s["last_id"],)).fetchone()
+                for s in streams
+            ]
+            return [_scored(row) for row in rows if row is not None]
+
+        return await self._run(query)
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        def close_db() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_db)
+        self._executor.shutdown(wait=True)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False, timeout=30)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    return db
+
+
+async def open_sqlite_store(database_url: str) -> SqliteStore:
+    """Opens (creating the file if needed) a migrated SQLite store; run `migrate` first."""
+    store = SqliteStore(sqlite_path(database_url))
+    await store.ping()
+    return store

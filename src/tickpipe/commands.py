@@ -1,0 +1,188 @@
+"""The `tickpipe` sub-commands, each wiring adapters into services (cli.py parses arguments)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tickpipe import wiring
+from tickpipe.adapters.bus.memory import MemoryBus
+from tickpipe.config import Settings
+from tickpipe.core.scoring import Scorer
+from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore
+from tickpipe.services.gateway.app import create_app
+from tickpipe.services.ingestor import run_ingestor
+from tickpipe.services.processor import Processor
+from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
+from tickpipe.telemetry.probes import Check, probe_routes
+
+log = logging.getLogger("tickpipe")
+
+DEFAULT_INGEST_METRICS_PORT = 9100
+DEFAULT_PROCESS_METRICS_PORT = 9101
+
+
+async def migrate(settings: Settings) -> None:
+    applied = await wiring.migrate_store(settings.database_url)
+    where = _redacted(settings.database_url)
+    log.info("schema of %s is up to date (%s)", where, ", ".join(applied) or "nothing to apply")
+
+
+async def run(settings: Settings) -> None:
+    """Ingestor + processor + gateway in one process; embedded back-ends where none is named."""
+    await wiring.migrate_store(settings.database_url)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        updates = await stack.enter_async_context(
+            wiring.open_updates(settings, "run", embedded=True)
+        )
+        sink: TradeSink
+        consumer: TradeConsumer
+        if settings.kafka_bootstrap_servers:
+            sink = await stack.enter_async_context(wiring.open_kafka_sink(settings, "run"))
+            consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "run"))
+            drain = False
+        else:
+            sink = consumer = MemoryBus(settings.kafka_queue_max)
+            drain = True  # the in-process bus is not durable: process what it holds before exit
+        source = wiring.open_source(settings)
+        processor = _processor(settings, consumer, store, updates.publisher)
+        checks = _store_checks(store) | {"pubsub": updates.feed.ping, "processor": _healthy(processor)}
+        app = create_app(store, updates.feed, checks, window=settings.sma_window)
+        server = http_server(app, settings.http_host, settings.http_port)
+        await run_service(
+            [
+                _ingest_worker(source, sink),
+                Worker("processor", lambda stop: processor.run(stop, drain=drain)),
+            ],
+            server,
+            on_started=lambda: _announce(settings, server, "run"),
+        )
+
+
+async def ingest(settings: Settings) -> None:
+    async with wiring.open_kafka_sink(settings, "ingest") as sink:
+        source = wiring.open_source(settings)
+        server = _probe_server(settings, {}, DEFAULT_INGEST_METRICS_PORT)
+        await run_service(
+            [_ingest_worker(source, sink)],
+            server,
+            on_started=lambda: log.info(
+                "ingesting %s %s into Kafka %s topic %r",
+                settings.source,
+                ",".join(settings.symbol_list()),
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic,
+            ),
+        )
+
+
+async def process(settings: Settings) -> None:
+    wiring.require_kafka(settings, "process")
+    wiring.require_redis(settings, "process")
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        updates = await stack.enter_async_context(
+            wiring.open_updates(settings, "process", embedded=False)
+        )
+        consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
+        processor = _processor(settings, consumer, store, updates.publisher)
+        checks = _store_checks(store) | {"redis": updates.feed.ping, "processor": _healthy(processor)}
+        server = _probe_server(settings, checks, DEFAULT_PROCESS_METRICS_PORT)
+        await run_service(
+            [Worker("processor", processor.run)],
+            server,
+            on_started=lambda: log.info(
+                "processing Kafka %s topic %r (group %r) into %s, updates to Redis channel %r",
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic,
+                settings.kafka_group,
+                _redacted(settings.database_url),
+                settings.redis_channel,
+            ),
+        )
+
+
+async def gateway(settings: Settings) -> None:
+    wiring.require_redis(settings, "gateway")
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        updates = await stack.enter_async_context(
+            wiring.open_updates(settings, "gateway", embedded=False)
+        )
+        checks = _store_checks(store) | {"redis": updates.feed.ping}
+        app = create_app(store, updates.feed, checks, window=settings.sma_window)
+        server = http_server(app, settings.http_host, settings.http_port)
+        await run_service([], server, on_started=lambda: _announce(settings, server, "gateway"))
+
+
+def _processor(
+    settings: Settings, consumer: TradeConsumer, store: TradeStore, publisher: wiring.UpdatePublisher
+) -> Processor:
+    return Processor(
+        consumer,
+        store,
+        publisher,
+        Scorer(settings.sma_window),
+        max_batch_trades=settings.batch_max_trades,
+        max_batch_age_s=settings.batch_max_age_ms / 1000,
+    )
+
+
+def _ingest_worker(source: TradeSource, sink: TradeSink) -> Worker:
+    return Worker("ingestor", lambda stop: run_ingestor(source, sink, stop))
+
+
+def _store_checks(store: TradeStore) -> dict[str, Check]:
+    return {"database": store.ping}
+
+
+def _healthy(processor: Processor) -> Check:
+    async def check() -> None:
+        if not processor.store_healthy:
+            raise RuntimeError("store writes are failing; retrying")
+
+    return check
+
+
+def _probe_server(settings: Settings, checks: dict[str, Check], default_port: int) -> HttpServer:
+    from starlette.applications import Starlette
+
+    port = default_port if settings.metrics_port is None else settings.metrics_port
+    return http_server(Starlette(routes=probe_routes(checks)), settings.http_host, port)
+
+
+def _announce(settings: Settings, server: HttpServer, command: str) -> None:
+    host, port = _bound_address(server)
+    log.info(
+        "tickpipe %s: %s %s -> %s; dashboard and API on http://%s:%d",
+        command,
+        settings.source if command == "run" else "gateway",
+        ",".join(settings.symbol_list()) if command == "run" else "",
+        _redacted(settings.database_url),
+        host,
+        port,
+    )
+
+
+def _bound_address(server: HttpServer) -> tuple[str, int]:
+    for listener in server.servers:
+        for sock in listener.sockets:
+            address = sock.getsockname()
+            return str(address[0]), int(address[1])
+    return server.config.host, server.config.port
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def run_command(name: str, settings: Settings) -> None:
+    commands = {"run": run, "migrate": migrate, "ingest": ingest, "process": process, "gateway": gateway}
+    asyncio.run(commands[name](settings))

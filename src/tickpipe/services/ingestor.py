@@ -1,0 +1,45 @@
+"""The ingestor: trade source -> bus. Stops on `stop`, then flushes what the bus still holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import Counter
+
+from tickpipe.ports import TradeSink, TradeSource
+from tickpipe.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+FLUSH_ON_STOP_S = 5.0
+
+
+async def run_ingestor(source: TradeSource, sink: TradeSink, stop: asyncio.Event) -> None:
+    """Forwards every trade of `source` to `sink` until `stop` is set or the source fails."""
+    forwarding = asyncio.create_task(_forward(source, sink), name="ingest")
+    stopping = asyncio.create_task(stop.wait(), name="ingest-stop")
+    try:
+        await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not forwarding.done():
+            forwarding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarding
+        undelivered = await sink.flush(FLUSH_ON_STOP_S)
+        if undelivered:
+            log.error("%d trades were not delivered to the bus before stopping", undelivered)
+    if not forwarding.cancelled():
+        forwarding.result()  # a failed source (e.g. a rejected subscription) propagates
+
+
+async def _forward(source: TradeSource, sink: TradeSink) -> None:
+    counters: dict[tuple[str, str], Counter] = {}
+    async for trade in source.trades():
+        await sink.send(trade)
+        counter = counters.get(trade.key)
+        if counter is None:
+            counter = counters[trade.key] = metrics.trades_ingested.labels(*trade.key)
+        counter.inc()

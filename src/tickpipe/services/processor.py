@@ -1,0 +1,176 @@
+"""The processor. Order: score -> store.write -> consumer.commit -> publish.
+
+Offsets are committed only after the trades they cover are in the store (at-least-once from the
+bus, exactly-once in the store thanks to its unique key). A stream's window is rebuilt from the
+store the first time the stream is seen (start, restart, rebalance), so the SMA of every trade is
+the one an uninterrupted run would have given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from tickpipe.core.scoring import ScoredTrade, Scorer
+from tickpipe.core.trade import Trade
+from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
+from tickpipe.services.retry import Backoff
+from tickpipe.telemetry import metrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
+
+
+class Processor:
+    def __init__(
+        self,
+        consumer: TradeConsumer,
+        store: TradeWriter,
+        publisher: UpdatePublisher,
+        scorer: Scorer,
+        *,
+        max_batch_trades: int = 5_000,
+        max_batch_age_s: float = 0.05,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._publisher = publisher
+        self._scorer = scorer
+        self._max_batch_trades = max_batch_trades
+        self._max_batch_age_s = max_batch_age_s
+        self._backoff = backoff or Backoff()
+        self._batch: list[ScoredTrade] = []
+        self._messages: list[BusMessage] = []
+        self._batch_started_s = 0.0
+        self._stopping = False
+        self.store_healthy = True
+        consumer.on_revoke(self._on_revoke)
+
+    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
+        """Processes until `stop` is set, then flushes (after draining the bus if `drain`)."""
+        while not stop.is_set():
+            await self._step(self._poll_timeout_s())
+        if drain:
+            while await self._step(0.0):
+                pass
+        self._stopping = True
+        await self.flush()
+
+    def _poll_timeout_s(self) -> float:
+        if not self._messages:
+            return IDLE_POLL_S
+        age_s = time.monotonic() - self._batch_started_s
+        return max(0.0, self._max_batch_age_s - age_s)
+
+    async def _step(self, timeout_s: float) -> int:
+        """One poll; flushes when the batch is full, the bus ran dry, or the batch is too old."""
+        wanted = self._max_batch_trades - len(self._messages)
+        messages = await self._consumer.poll(wanted, timeout_s)
+        if messages:
+            if not self._messages:
+                self._batch_started_s = time.monotonic()
+            await self._take(messages)
+        if self._messages and (
+            len(messages) < wanted
+            or time.monotonic() - self._batch_started_s >= self._max_batch_age_s
+        ):
+            await self.flush()
+        return len(messages)
+
+    async def _take(self, messages: Sequence[BusMessage]) -> None:
+        poison = [m for m in messages if m.trade is None]
+        if poison:
+            await self._retry("dead-letter", lambda: self._consumer.dead_letter(poison))
+            for message in poison:
+                log.warning("moved a bus message to the DLQ: %s", message.error)
+        for message in messages:
+            if message.trade is not None:
+                self._batch.append(await self._score(message.trade))
+        self._messages.extend(messages)
+
+    async def _score(self, trade: Trade) -> ScoredTrade:
+        scorer = self._scorer
+        if not scorer.has_window(trade.key):
+            prices = await self._retry(
+                "window rebuild", lambda: self._store.window_prices(trade, scorer.window - 1)
+            )
+            scorer.seed(trade.key, prices)
+        return scorer.score(trade)
+
+    async def flush(self) -> None:
+        """Writes the batch, then commits its messages, then publishes it."""
+        if not self._messages:
+            return
+        batch, messages = self._batch, self._messages
+        started_s = time.monotonic()
+        if batch:
+            inserted = await self._retry("store write", lambda: self._store.write(batch))
+            metrics.trades_stored.inc(inserted)
+            metrics.batch_size.observe(len(batch))
+            metrics.flush_seconds.observe(time.monotonic() - started_s)
+        await self._retry("commit", lambda: self._consumer.commit(messages))
+        self._batch, self._messages = [], []
+        if batch:
+            await self._publish(batch)
+            _count(batch)
+
+    async def _publish(self, batch: Sequence[ScoredTrade]) -> None:
+        # Live updates are best effort: storage must go on while the pub/sub is down.
+        try:
+            await self._publisher.publish(batch)
+        except Exception as exc:  # noqa: BLE001 - any pub/sub failure is counted, not fatal
+            metrics.publish_retries.inc()
+            metrics.updates_dropped.inc(len(batch))
+            log.warning("could not publish %d updates: %s", len(batch), exc)
+            return
+        now_s = time.time()
+        for scored in _last_per_stream(batch):
+            metrics.ingest_to_published_seconds.observe(
+                max(0.0, now_s - scored.trade.ingest_time_us / 1e6)
+            )
+            metrics.exchange_to_processed_seconds.observe(
+                max(0.0, now_s - scored.trade.exchange_time_us / 1e6)
+            )
+
+    async def _on_revoke(self) -> None:
+        """Partitions are being taken away: hand them over with everything stored and committed."""
+        await self.flush()
+        self._scorer.forget_all()
+
+    async def _retry(self, what: str, attempt_call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                result = await attempt_call()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an outage is retried, never fatal
+                self.store_healthy = False
+                metrics.store_retries.inc()
+                delay_s = self._backoff.delay_s(attempt)
+                log.warning(
+                    "%s failed (attempt %d), retrying in %.2fs: %s", what, attempt + 1, delay_s, exc
+                )
+                attempt += 1
+                await asyncio.sleep(delay_s)
+            else:
+                if attempt:
+                    log.info("%s succeeded after %d retries", what, attempt)
+                self.store_healthy = True
+                return result
+
+
+def _last_per_stream(batch: Sequence[ScoredTrade]) -> list[ScoredTrade]:
+    return list({scored.trade.key: scored for scored in batch}.values())
+
+
+def _count(batch: Sequence[ScoredTrade]) -> None:
+    for (exchange, symbol), count in Counter(s.trade.key for s in batch).items():
+        metrics.trades_processed.labels(exchange, symbol).inc(count)

@@ -1,0 +1,103 @@
+"""Running a service: signals, an optional HTTP server, and an orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.types import ASGIApp
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 8.0  # the contract's SIGTERM budget is 10 s
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def http_server(app: ASGIApp, host: str, port: int) -> HttpServer:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+        ws_max_size=64 * 1024, timeout_graceful_shutdown=2,
+    )
+    return HttpServer(config)
+
+
+@dataclass
+class Worker:
+    """A long-running part of a service, stopped by setting its `stop` event."""
+
+    name: str
+    run: Callable[[asyncio.Event], Awaitable[None]]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ServiceFailed(RuntimeError):
+    """A worker ended with an error; the message is the one line the CLI prints."""
+
+
+async def run_service(
+    workers: Sequence[Worker],
+    server: HttpServer | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Runs the workers (and the HTTP server) until SIGINT/SIGTERM or a worker fails; then stops
+    the workers one after the other in the given order (upstream first), then the server."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server_task = asyncio.create_task(server.serve(), name="http") if server else None
+    if server is not None and server_task is not None:
+        while not server.started and not server_task.done():
+            await asyncio.sleep(0.01)
+        if server_task.done():
+            server_task.result()
+            raise ServiceFailed("the HTTP server stopped during start-up")
+    tasks = {asyncio.create_task(w.run(w.stop), name=w.name): w for w in workers}
+    if on_started:
+        on_started()
+    stopper = asyncio.create_task(stop.wait())
+    watched = set(tasks) | {stopper} | ({server_task} if server_task else set())
+    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    failure = _first_failure(tasks)
+    if stop.is_set():
+        log.info("stopping")
+    try:
+        for task, worker in tasks.items():
+            worker.stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
+            except TimeoutError:
+                log.error("%s did not stop within %.0fs; cancelling it", worker.name, SHUTDOWN_GRACE_S)
+                task.cancel()
+            except Exception:  # noqa: BLE001, S110 - reported below through _first_failure
+                pass
+    finally:
+        stopper.cancel()
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await server_task
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    failure = failure or _first_failure(tasks)
+    if failure is not None:
+        raise ServiceFailed(failure)
+
+
+def _first_failure(tasks: dict[asyncio.Task[None], Worker]) -> str | None:
+    for task, worker in tasks.items():
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            return f"{worker.name} failed: {task.exception()}"
+    return None

@@ -1,0 +1,149 @@
+"""The only module that chooses adapters. Each back-end is imported lazily, when configured."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tickpipe.config import Settings
+from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdateFeed, UpdatePublisher
+
+
+class MissingDependency(RuntimeError):
+    """A required back-end is not configured or does not answer; the message is one line."""
+
+
+def open_source(settings: Settings) -> TradeSource:
+    symbols = settings.symbol_list()
+    if settings.source == "simulated":
+        from tickpipe.adapters.exchanges.simulated import SimulatedMarket
+
+        return SimulatedMarket(symbols, settings.sim_rate, settings.sim_seed)
+    if settings.source == "binance":
+        from tickpipe.adapters.exchanges.binance import binance_source
+
+        return binance_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+    if settings.source == "coinbase":
+        from tickpipe.adapters.exchanges.coinbase import coinbase_source
+
+        return coinbase_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+    from tickpipe.adapters.exchanges.kraken import kraken_source
+
+    return kraken_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+
+
+async def migrate_store(database_url: str) -> list[str]:
+    from tickpipe.adapters.store.migrate import StoreUnavailable, migrate
+
+    try:
+        return await migrate(database_url)
+    except StoreUnavailable as exc:
+        raise MissingDependency(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def open_store(database_url: str) -> AsyncIterator[TradeStore]:
+    store: TradeStore
+    if database_url.startswith("sqlite:"):
+        from tickpipe.adapters.store.sqlite import open_sqlite_store
+
+        store = await open_sqlite_store(database_url)
+    elif database_url.startswith(("postgresql:", "postgres:")):
+        from tickpipe.adapters.store.migrate import StoreUnavailable
+        from tickpipe.adapters.store.postgres import open_postgres_store
+
+        try:
+            store = await open_postgres_store(database_url)
+        except StoreUnavailable as exc:
+            raise MissingDependency(str(exc)) from None
+    else:
+        raise MissingDependency(
+            f"TICKPIPE_DATABASE_URL {database_url!r}: expected postgresql://... or sqlite:///path"
+        )
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def require_kafka(settings: Settings, command: str) -> str:
+    if not settings.kafka_bootstrap_servers:
+        raise MissingDependency(
+            f"tickpipe {command} needs Kafka: set TICKPIPE_KAFKA_BOOTSTRAP_SERVERS (host:port)"
+        )
+    return settings.kafka_bootstrap_servers
+
+
+def require_redis(settings: Settings, command: str) -> str:
+    if not settings.redis_url:
+        raise MissingDependency(
+            f"tickpipe {command} needs Redis: set TICKPIPE_REDIS_URL (redis://host:port/0)"
+        )
+    return settings.redis_url
+
+
+async def prepare_kafka(settings: Settings, command: str) -> str:
+    from tickpipe.adapters.bus.kafka import KafkaUnavailable, ensure_topics
+
+    bootstrap = require_kafka(settings, command)
+    try:
+        ensure_topics(bootstrap, settings.kafka_topic, settings.kafka_partitions)
+    except KafkaUnavailable as exc:
+        raise MissingDependency(str(exc)) from None
+    return bootstrap
+
+
+@contextlib.asynccontextmanager
+async def open_kafka_sink(settings: Settings, command: str) -> AsyncIterator[TradeSink]:
+    from tickpipe.adapters.bus.kafka import KafkaSink
+
+    bootstrap = await prepare_kafka(settings, command)
+    sink = KafkaSink(bootstrap, settings.kafka_topic, queue_max_messages=settings.kafka_queue_max)
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+@contextlib.asynccontextmanager
+async def open_kafka_consumer(settings: Settings, command: str) -> AsyncIterator[TradeConsumer]:
+    from tickpipe.adapters.bus.kafka import KafkaConsumer
+
+    bootstrap = await prepare_kafka(settings, command)
+    consumer = KafkaConsumer(bootstrap, settings.kafka_topic, group=settings.kafka_group)
+    try:
+        yield consumer
+    finally:
+        await consumer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Updates:
+    publisher: UpdatePublisher
+    feed: UpdateFeed
+
+
+@contextlib.asynccontextmanager
+async def open_updates(settings: Settings, command: str, *, embedded: bool) -> AsyncIterator[Updates]:
+    """Redis when TICKPIPE_REDIS_URL is set; the in-process pub/sub when `embedded` allows it."""
+    if not settings.redis_url and embedded:
+        from tickpipe.adapters.pubsub.memory import MemoryPubSub
+
+        pubsub = MemoryPubSub(settings.sma_window)
+        yield Updates(pubsub, pubsub)
+        return
+    from tickpipe.adapters.pubsub.redis import PubSubUnavailable, open_redis
+
+    url = require_redis(settings, command)
+    try:
+        publisher, feed = await open_redis(
+            url, settings.redis_channel, settings.redis_prefix, settings.sma_window
+        )
+    except PubSubUnavailable as exc:
+        raise MissingDependency(str(exc)) from None
+    try:
+        yield Updates(publisher, feed)
+    finally:
+        await publisher.close()
+        await feed.close()

@@ -1,0 +1,57 @@
+"""Hypothesis strategies building valid domain values (shared by core and adapter tests)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from tickpipe.core.trade import EXCHANGES, MAX_CLOCK_SKEW_US, MIN_TIME_US, Side, Trade, new_trade
+
+# Trades from 2009 up to the year 2100: plausible exchange clocks.
+MAX_TEST_TIME_US = 4_102_444_800_000_000
+
+exchanges = st.sampled_from(sorted(EXCHANGES))
+symbols = st.from_regex(r"[A-Z0-9]{2,32}", fullmatch=True)
+trade_ids = st.text(
+    st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]),
+    min_size=1,
+    max_size=64,
+).filter(str.isprintable)
+sides = st.sampled_from([None, Side.BUY, Side.SELL])
+
+
+@st.composite
+def exact_decimals(draw: st.DrawFn, max_digits: int = 38, min_exp: int = -20) -> Decimal:
+    """Positive decimals as exchanges write them: up to `max_digits` digits, any scale."""
+    digits = draw(st.integers(1, 10**max_digits - 1))
+    exponent = draw(st.integers(min_exp, 10))
+    return Decimal(f"{digits}E{exponent}")
+
+
+@st.composite
+def prices(draw: st.DrawFn) -> Decimal:
+    """Realistic prices: 1e-10 .. 1e9 with 0-12 decimals (kept textual, e.g. '65000.10')."""
+    places = draw(st.integers(0, 12))
+    units = draw(st.integers(1, 10 ** (9 + places)))
+    return Decimal(f"{units}E-{places}")
+
+
+@st.composite
+def trades(draw: st.DrawFn, key: tuple[str, str] | None = None) -> Trade:
+    """A valid trade (built through new_trade, so it passed validation)."""
+    exchange, symbol = key if key is not None else (draw(exchanges), draw(symbols))
+    ingest_time_us = draw(st.integers(MIN_TIME_US, MAX_TEST_TIME_US))
+    exchange_time_us = draw(
+        st.integers(MIN_TIME_US, min(ingest_time_us + MAX_CLOCK_SKEW_US, MAX_TEST_TIME_US))
+    )
+    return new_trade(
+        exchange=exchange,
+        symbol=symbol,
+        trade_id=draw(trade_ids),
+        price=draw(exact_decimals()),
+        quantity=draw(exact_decimals()),
+        side=draw(sides),
+        exchange_time_us=exchange_time_us,
+        ingest_time_us=ingest_time_us,
+    )
