@@ -1,3 +1,3 @@
-"""tickpipe: a real-time market-data pipeline (exchanges -> bus -> indicators -> store + live updates)."""
+"""tickpipe: real-time market data: exchanges -> bus -> indicators -> store + live updates."""
 
 __version__ = "0.1.0"

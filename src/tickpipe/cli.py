@@ -28,11 +28,16 @@ _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
     "--sim-rate": ("sim_rate", float, "simulated trades per second", {"run", "ingest"}),
     "--sim-seed": ("sim_seed", int, "seed of the simulated market", {"run", "ingest"}),
     "--kafka": (
-        "kafka_bootstrap_servers", str, "Kafka bootstrap servers", {"run", "ingest", "process"}
+        "kafka_bootstrap_servers",
+        str,
+        "Kafka bootstrap servers",
+        {"run", "ingest", "process"},
     ),
     "--topic": ("kafka_topic", str, "Kafka topic of trades", {"run", "ingest", "process"}),
     "--database-url": (
-        "database_url", str, "postgresql://... or sqlite:///path",
+        "database_url",
+        str,
+        "postgresql://... or sqlite:///path",
         {"run", "migrate", "process", "gateway"},
     ),
     "--redis-url": ("redis_url", str, "redis://host:port/db", {"run", "process", "gateway"}),
@@ -40,7 +45,10 @@ _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
     "--host": ("http_host", str, "HTTP listen address", {"run", "gateway", "ingest", "process"}),
     "--port": ("http_port", int, "HTTP port of the gateway", {"run", "gateway"}),
     "--metrics-port": (
-        "metrics_port", int, "port of /healthz, /readyz, /metrics", {"ingest", "process"}
+        "metrics_port",
+        int,
+        "port of /healthz, /readyz, /metrics",
+        {"ingest", "process"},
     ),
     "--log-format": ("log_format", str, "plain or json", set(_COMMANDS)),
 }

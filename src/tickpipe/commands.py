@@ -10,7 +10,7 @@ from tickpipe import wiring
 from tickpipe.adapters.bus.memory import MemoryBus
 from tickpipe.config import Settings
 from tickpipe.core.scoring import Scorer
-from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore
+from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdatePublisher
 from tickpipe.services.gateway.app import create_app
 from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
@@ -48,7 +48,10 @@ async def run(settings: Settings) -> None:
             drain = True  # the in-process bus is not durable: process what it holds before exit
         source = wiring.open_source(settings)
         processor = _processor(settings, consumer, store, updates.publisher)
-        checks = _store_checks(store) | {"pubsub": updates.feed.ping, "processor": _healthy(processor)}
+        checks = _store_checks(store) | {
+            "pubsub": updates.feed.ping,
+            "processor": _healthy(processor),
+        }
         app = create_app(store, updates.feed, checks, window=settings.sma_window)
         server = http_server(app, settings.http_host, settings.http_port)
         await run_service(
@@ -88,7 +91,10 @@ async def process(settings: Settings) -> None:
         )
         consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
         processor = _processor(settings, consumer, store, updates.publisher)
-        checks = _store_checks(store) | {"redis": updates.feed.ping, "processor": _healthy(processor)}
+        checks = _store_checks(store) | {
+            "redis": updates.feed.ping,
+            "processor": _healthy(processor),
+        }
         server = _probe_server(settings, checks, DEFAULT_PROCESS_METRICS_PORT)
         await run_service(
             [Worker("processor", processor.run)],
@@ -118,7 +124,10 @@ async def gateway(settings: Settings) -> None:
 
 
 def _processor(
-    settings: Settings, consumer: TradeConsumer, store: TradeStore, publisher: wiring.UpdatePublisher
+    settings: Settings,
+    consumer: TradeConsumer,
+    store: TradeStore,
+    publisher: UpdatePublisher,
 ) -> Processor:
     return Processor(
         consumer,
@@ -184,5 +193,11 @@ def _redacted(url: str) -> str:
 
 
 def run_command(name: str, settings: Settings) -> None:
-    commands = {"run": run, "migrate": migrate, "ingest": ingest, "process": process, "gateway": gateway}
+    commands = {
+        "run": run,
+        "migrate": migrate,
+        "ingest": ingest,
+        "process": process,
+        "gateway": gateway,
+    }
     asyncio.run(commands[name](settings))

@@ -1,7 +1,7 @@
 """The few interfaces the services talk to. Adapters implement them; `wiring.py` picks which.
 
-    source -> TradeSink ~~bus~~ TradeConsumer -> Scorer -> TradeStore.write -> commit -> UpdatePublisher
-                                                                 TradeReader + UpdateFeed -> gateway
+source -> TradeSink ~~bus~~ TradeConsumer -> Scorer -> TradeStore.write -> commit -> UpdatePublisher
+                                                             TradeReader + UpdateFeed -> gateway
 """
 
 from __future__ import annotations

@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tickpipe.config import Settings
-from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdateFeed, UpdatePublisher
+from tickpipe.ports import (
+    TradeConsumer,
+    TradeSink,
+    TradeSource,
+    TradeStore,
+    UpdateFeed,
+    UpdatePublisher,
+)
 
 
 class MissingDependency(RuntimeError):
@@ -23,22 +30,28 @@ def open_source(settings: Settings) -> TradeSource:
     if settings.source == "binance":
         from tickpipe.adapters.exchanges.binance import binance_source
 
-        return binance_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+        source: TradeSource = binance_source(
+            symbols, settings.exchange_url, settings.exchange_idle_timeout_s
+        )
+        return source
     if settings.source == "coinbase":
         from tickpipe.adapters.exchanges.coinbase import coinbase_source
 
-        return coinbase_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+        source = coinbase_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+        return source
     from tickpipe.adapters.exchanges.kraken import kraken_source
 
-    return kraken_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+    source = kraken_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+    return source
 
 
 async def migrate_store(database_url: str) -> list[str]:
-    from tickpipe.adapters.store.migrate import StoreUnavailable, migrate
+    from tickpipe.adapters.store.errors import MigrationFailed, StoreUnavailable
+    from tickpipe.adapters.store.migrate import migrate
 
     try:
         return await migrate(database_url)
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, MigrationFailed, ValueError) as exc:
         raise MissingDependency(str(exc)) from None
 
 
@@ -50,7 +63,7 @@ async def open_store(database_url: str) -> AsyncIterator[TradeStore]:
 
         store = await open_sqlite_store(database_url)
     elif database_url.startswith(("postgresql:", "postgres:")):
-        from tickpipe.adapters.store.migrate import StoreUnavailable
+        from tickpipe.adapters.store.errors import StoreUnavailable
         from tickpipe.adapters.store.postgres import open_postgres_store
 
         try:
@@ -125,7 +138,9 @@ class Updates:
 
 
 @contextlib.asynccontextmanager
-async def open_updates(settings: Settings, command: str, *, embedded: bool) -> AsyncIterator[Updates]:
+async def open_updates(
+    settings: Settings, command: str, *, embedded: bool
+) -> AsyncIterator[Updates]:
     """Redis when TICKPIPE_REDIS_URL is set; the in-process pub/sub when `embedded` allows it."""
     if not settings.redis_url and embedded:
         from tickpipe.adapters.pubsub.memory import MemoryPubSub

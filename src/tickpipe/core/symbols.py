@@ -21,7 +21,7 @@ def normalize_symbol(raw_symbol: str) -> str:
 
 
 def parse_symbol_list(text: str) -> tuple[str, ...]:
-    """Comma-separated symbols in the exchange's notation, blanks dropped, order kept, no repeats."""
+    """Comma-separated symbols in exchange notation; blanks dropped, order kept, no repeats."""
     seen: dict[str, None] = {}
     for part in text.split(","):
         part = part.strip()

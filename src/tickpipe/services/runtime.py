@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -27,8 +28,14 @@ class HttpServer(uvicorn.Server):
 
 def http_server(app: ASGIApp, host: str, port: int) -> HttpServer:
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-        ws_max_size=64 * 1024, timeout_graceful_shutdown=2,
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=2,
     )
     return HttpServer(config)
 
@@ -38,7 +45,7 @@ class Worker:
     """A long-running part of a service, stopped by setting its `stop` event."""
 
     name: str
-    run: Callable[[asyncio.Event], Awaitable[None]]
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -59,12 +66,14 @@ async def run_service(
         loop.add_signal_handler(signum, stop.set)
     server_task = asyncio.create_task(server.serve(), name="http") if server else None
     if server is not None and server_task is not None:
-        while not server.started and not server_task.done():
+        while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if server_task.done():
             server_task.result()
             raise ServiceFailed("the HTTP server stopped during start-up")
-    tasks = {asyncio.create_task(w.run(w.stop), name=w.name): w for w in workers}
+    tasks: dict[asyncio.Task[None], Worker] = {
+        asyncio.create_task(w.run(w.stop), name=w.name): w for w in workers
+    }
     if on_started:
         on_started()
     stopper = asyncio.create_task(stop.wait())
@@ -79,7 +88,9 @@ async def run_service(
             try:
                 await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
             except TimeoutError:
-                log.error("%s did not stop within %.0fs; cancelling it", worker.name, SHUTDOWN_GRACE_S)
+                log.error(
+                    "%s did not stop within %.0fs; cancelling it", worker.name, SHUTDOWN_GRACE_S
+                )
                 task.cancel()
             except Exception:  # noqa: BLE001, S110 - reported below through _first_failure
                 pass

@@ -24,9 +24,7 @@ trade_id_gaps = Counter(
 duplicate_trades_dropped = Counter(
     "tickpipe_duplicate_trades_dropped_total", "Trades seen twice at the source", ["exchange"]
 )
-producer_errors = Counter(
-    "tickpipe_producer_errors_total", "Bus delivery failures", ["reason"]
-)
+producer_errors = Counter("tickpipe_producer_errors_total", "Bus delivery failures", ["reason"])
 producer_dropped = Counter(
     "tickpipe_producer_dropped_total", "Trades dropped because the bounded bus queue was full"
 )

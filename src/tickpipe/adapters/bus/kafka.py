@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
@@ -27,7 +27,8 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from tickpipe.adapters.bus import wire
 from tickpipe.core.trade import Trade
@@ -42,6 +43,8 @@ DLQ_PARTITION_HEADER = "tickpipe-source-partition"
 DLQ_OFFSET_HEADER = "tickpipe-source-offset"
 DLQ_SUFFIX = ".dlq"
 MISSING_KEY_ERROR = "missing key: expected the normalized symbol"
+
+_Headers = list[tuple[str, str | bytes | None]]
 
 DEFAULT_GROUP = "tickpipe-processor"  # = Settings.kafka_group
 DEFAULT_QUEUE_MAX = 100_000  # = Settings.kafka_queue_max
@@ -80,7 +83,8 @@ def ensure_topics(
 ) -> None:
     """Creates `topic` and `<topic>.dlq` unless they exist (another process may be creating them
     at the same time); raises KafkaUnavailable when the broker does not answer in `timeout_s`."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": _log})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": _log}
+    admin = AdminClient(config)
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
@@ -102,7 +106,9 @@ def ensure_topics(
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaUnavailable(f"cannot create Kafka topic {name!r}: {exc.args[0]}") from None
+                raise KafkaUnavailable(
+                    f"cannot create Kafka topic {name!r}: {exc.args[0]}"
+                ) from None
         except TimeoutError:
             raise KafkaUnavailable(
                 f"Kafka at {bootstrap_servers} did not create topic {name!r} within {timeout_s:g} s"
@@ -142,7 +148,7 @@ def _error_label(error: KafkaError) -> str:
 class KafkaSink:
     """TradeSink: an idempotent producer keyed by symbol, so each symbol's trades stay in order.
 
-    The local queue is bounded (`queue_max` trades). When it is full, `send` waits up to
+    The local queue is bounded (`queue_max_messages` trades). When it is full, `send` waits up to
     `max_block_s` for room and then drops the trade, counted and logged: a broker outage must not
     stall the exchange feed forever.
     """
@@ -152,7 +158,7 @@ class KafkaSink:
         bootstrap_servers: str,
         topic: str,
         *,
-        queue_max: int = DEFAULT_QUEUE_MAX,
+        queue_max_messages: int = DEFAULT_QUEUE_MAX,
         max_block_s: float = 5.0,
         close_timeout_s: float = 10.0,
     ) -> None:
@@ -172,7 +178,7 @@ class KafkaSink:
                 "batch.num.messages": 10_000,
                 "batch.size": 1_000_000,
                 "compression.type": "lz4",
-                "queue.buffering.max.messages": queue_max,
+                "queue.buffering.max.messages": queue_max_messages,
                 # Successes need no Python callback; failures are counted in _on_delivery.
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_delivery,
@@ -189,7 +195,9 @@ class KafkaSink:
 
     async def send(self, trade: Trade) -> None:
         traceparent = current_traceparent()
-        headers = [(TRACEPARENT_HEADER, traceparent.encode())] if traceparent else None
+        headers: _Headers | None = (
+            [(TRACEPARENT_HEADER, traceparent.encode())] if traceparent else None
+        )
         key = trade.symbol.encode()
         value = wire.encode_trade(trade)
         deadline_s: float | None = None
@@ -280,7 +288,7 @@ class KafkaConsumer:
         bootstrap_servers: str,
         topic: str,
         *,
-        group_id: str = DEFAULT_GROUP,
+        group: str = DEFAULT_GROUP,
         revoke_timeout_s: float = 30.0,
         dlq_timeout_s: float = 10.0,
     ) -> None:
@@ -296,13 +304,14 @@ class KafkaConsumer:
         self._deferred_offsets: dict[int, int] = {}
         self._pending_poll: asyncio.Future[list[BusMessage]] | None = None
         self._lag_refresh_s = 0.0
+        self._revocations = 0  # rebalances seen, to spot one in the middle of a poll
         self._dlq_producer: Producer | None = None
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickpipe-kafka")
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "client.id": "tickpipe-processor",
-            "group.id": group_id,
+            "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -359,9 +368,7 @@ class KafkaConsumer:
                     if offset > self._deferred_offsets.get(partition, 0):
                         self._deferred_offsets[partition] = offset
                 return
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._commit_now, offsets
-        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._commit_now, offsets)
 
     async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
         if messages:
@@ -401,7 +408,11 @@ class KafkaConsumer:
         if not raw:
             raw = consumer.consume(1, timeout_s)
             if raw and max_messages > 1:
-                raw.extend(consumer.consume(max_messages - 1, 0))
+                revocations = self._revocations
+                more = consumer.consume(max_messages - 1, 0)
+                # What was taken before a revoke may now belong to another consumer: it comes
+                # back from the committed offsets instead.
+                raw = more if self._revocations != revocations else raw + more
         now_s = time.monotonic()
         if now_s >= self._lag_refresh_s:
             self._lag_refresh_s = now_s + _LAG_REFRESH_S
@@ -420,9 +431,12 @@ class KafkaConsumer:
         key = message.key()
         value = message.value() or b""
         traceparent = None
-        for name, header in message.headers() or ():
+        # A consumed message's headers are always a list of pairs.
+        for name, header in cast(_Headers, message.headers() or []):
             if name == TRACEPARENT_HEADER and header:
-                traceparent = header.decode(errors="replace") if isinstance(header, bytes) else header
+                traceparent = (
+                    header.decode(errors="replace") if isinstance(header, bytes) else header
+                )
         trade: Trade | None = None
         error: str | None = None
         try:
@@ -432,7 +446,9 @@ class KafkaConsumer:
         if trade is not None and not key:
             trade, error = None, MISSING_KEY_ERROR
         partition, offset = message.partition(), message.offset()
-        assert partition is not None and offset is not None  # set on every consumed message
+        # Set on every consumed message; None only on producer-side messages.
+        assert partition is not None
+        assert offset is not None
         return BusMessage(trade, error, key, value, partition, offset, traceparent)
 
     def _commit_now(self, offsets: dict[int, int]) -> None:
@@ -473,6 +489,7 @@ class KafkaConsumer:
         self._run_revoke_callback(commit=False)
 
     def _run_revoke_callback(self, *, commit: bool) -> None:
+        self._revocations += 1
         callback, loop = self._revoke_callback, self._loop
         if callback is None or loop is None or loop.is_closed():
             return
@@ -489,7 +506,7 @@ class KafkaConsumer:
             except TimeoutError:
                 future.cancel()
                 raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing callback must not break the rebalance
             _log.exception("revoke callback failed; its uncommitted messages will be redelivered")
         finally:
             with self._lock:
@@ -527,7 +544,7 @@ class KafkaConsumer:
 
         for message in messages:
             reason = message.error or "unknown"
-            headers = [
+            headers: _Headers = [
                 (DLQ_REASON_HEADER, reason.encode()),
                 (DLQ_PARTITION_HEADER, str(message.partition).encode()),
                 (DLQ_OFFSET_HEADER, str(message.offset).encode()),

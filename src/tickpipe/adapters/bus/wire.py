@@ -7,7 +7,11 @@ from google.protobuf.message import DecodeError
 from tickpipe.adapters.bus._generated import trade_pb2
 from tickpipe.core.trade import InvalidTrade, Side, Trade, new_trade
 
-_SIDE_TO_WIRE = {None: trade_pb2.SIDE_UNSPECIFIED, Side.BUY: trade_pb2.SIDE_BUY, Side.SELL: trade_pb2.SIDE_SELL}
+_SIDE_TO_WIRE = {
+    None: trade_pb2.SIDE_UNSPECIFIED,
+    Side.BUY: trade_pb2.SIDE_BUY,
+    Side.SELL: trade_pb2.SIDE_SELL,
+}
 _SIDE_FROM_WIRE = {value: side for side, value in _SIDE_TO_WIRE.items()}
 
 

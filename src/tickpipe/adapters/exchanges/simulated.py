@@ -42,7 +42,7 @@ def _start_price(symbol: str) -> float:
 
 def _decimals_for(price: float) -> int:
     """Tick size: about six significant digits, at least two decimals."""
-    return max(2, 6 - int(math.floor(math.log10(price))) - 1)
+    return max(2, 6 - math.floor(math.log10(price)) - 1)
 
 
 class SimulatedMarket:

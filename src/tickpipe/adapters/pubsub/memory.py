@@ -7,7 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
-from tickpipe.adapters.pubsub.frames import decode_updates, encode_updates, latest_snapshots, pick_snapshot
+from tickpipe.adapters.pubsub.frames import (
+    decode_updates,
+    encode_updates,
+    latest_snapshots,
+    pick_snapshot,
+)
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.ports import Frame, JsonObject
 from tickpipe.telemetry import metrics

@@ -49,18 +49,18 @@ class PubSubUnavailable(RuntimeError):
     """Redis did not answer when the service started."""
 
 
-def new_client(url: str, client_name: str) -> Redis:
+def new_client(url: str, client_name: str, health_check_interval_s: int = 0) -> Redis:
     """A client with this module's timeouts; it connects lazily, on its first command."""
     # No retries inside redis-py: the processor retries publishes with its own backoff and
     # metrics, and the feed's re-subscribe loop below is the single reconnect policy. A
-    # pooled connection the server closed is still replaced transparently when taken.
+    # connection the server closed fails one call and is replaced on the next.
     return Redis.from_url(
         url,
         client_name=client_name,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        health_check_interval=health_check_interval_s,
         retry=Retry(NoBackoff(), retries=0),
     )
 
@@ -117,9 +117,10 @@ class RedisFeed:
             except (RedisError, OSError) as exc:
                 metrics.feed_resubscribes.inc()
                 log.warning(
-                    "update feed lost channel %r (%s); re-subscribing in %.1f s",
+                    "update feed lost channel %r (%s: %s); re-subscribing in about %.1f s",
                     self._channel,
-                    exc or type(exc).__name__,
+                    type(exc).__name__,
+                    exc,
                     delay_s,
                 )
             finally:
@@ -151,7 +152,7 @@ async def open_redis(
     """Both sides over their own connections (named `<client_name>-publisher` / `-feed` in
     CLIENT LIST). Raises PubSubUnavailable if Redis does not answer within CONNECT_TIMEOUT_S."""
     publisher_client = new_client(url, f"{client_name}-publisher")
-    feed_client = new_client(url, f"{client_name}-feed")
+    feed_client = new_client(url, f"{client_name}-feed", HEALTH_CHECK_INTERVAL_S)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await publisher_client.ping()

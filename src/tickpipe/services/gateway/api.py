@@ -23,7 +23,7 @@ SymbolPath = Annotated[
     str, Path(min_length=1, max_length=40, description="Symbol, e.g. BTCUSDT (BTC-USD also works)")
 ]
 ExchangeQuery = Annotated[Exchange | None, Query(description="Only this exchange")]
-NOT_FOUND = {404: {"model": ErrorBody}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
 def json_response(content: Any) -> Response:

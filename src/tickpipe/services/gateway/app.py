@@ -58,7 +58,8 @@ def create_app(
         try:
             wanted = _symbol_filter(symbols)
         except InvalidSymbol as exc:
-            await websocket.close(1008, str(exc)[:120])  # policy violation: bad request
+            await websocket.accept()  # then close, so the client can read the reason
+            await websocket.close(1008, str(exc)[:120])  # 1008: policy violation
             return
         await broadcaster.serve(websocket, wanted)
 
@@ -90,9 +91,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, 422)
 
     @app.exception_handler(Exception)

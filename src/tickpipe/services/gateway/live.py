@@ -99,10 +99,14 @@ class Broadcaster:
             metrics.websocket_clients.dec()
         if client.overflowed.is_set():
             metrics.websocket_dropped.labels("too_slow").inc()
-            log.info("disconnecting a WebSocket client that fell %d frames behind", client.queue.qsize())
+            log.info(
+                "disconnecting a WebSocket client that fell %d frames behind", client.queue.qsize()
+            )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    websocket.close(TOO_SLOW_CLOSE_CODE, "client too slow: update queue overflowed"),
+                    websocket.close(
+                        TOO_SLOW_CLOSE_CODE, "client too slow: update queue overflowed"
+                    ),
                     CLOSE_TIMEOUT_S,
                 )
 

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel
 
 
-
 class Exchange(StrEnum):
     simulated = "simulated"
     binance = "binance"

@@ -51,7 +51,6 @@ const state = {
   pending: [], // frames received since the last animation frame
   recent: [], // the last tableRows trades, oldest first
   latest: null,
-  previousPrice: null,
   connection: "connecting",
   lastFrameAt: 0,
   attempt: 0,
@@ -116,6 +115,7 @@ function renderSnapshot() {
     el.price.dataset.value = "";
     el.price.dataset.direction = "";
     el.sma.textContent = "—";
+    el.sma.dataset.value = "";
     el.spread.textContent = "—";
     el.spread.dataset.direction = "";
     el.signal.textContent = "—";
@@ -127,13 +127,13 @@ function renderSnapshot() {
   el.snapshot.dataset.symbol = t.symbol;
   el.snapshot.dataset.exchange = t.exchange;
   el.snapshot.dataset.tradeId = String(t.trade_id);
-  if (state.previousPrice !== null && t.price !== state.previousPrice) {
-    el.price.dataset.direction = t.price > state.previousPrice ? "up" : "down";
-  }
-  state.previousPrice = t.price;
+  // Tick direction against the previous trade (not the previous repaint), like the table.
+  const before = state.recent.length > 1 ? state.recent[state.recent.length - 2].price : t.price;
+  if (t.price !== before) el.price.dataset.direction = t.price > before ? "up" : "down";
   el.price.textContent = formatPrice(t.price, decimals);
   el.price.dataset.value = String(t.price);
   el.sma.textContent = formatPrice(t.sma, decimals);
+  el.sma.dataset.value = t.sma === null || t.sma === undefined ? "" : String(t.sma);
   if (t.sma === null || t.sma === undefined || t.sma === 0) {
     el.spread.textContent = "—";
     el.spread.dataset.direction = "";
@@ -176,7 +176,8 @@ function renderTable() {
 
 function formatQuantity(q) {
   if (q === null || q === undefined || !Number.isFinite(q)) return "—";
-  return q.toLocaleString("en-US", { maximumFractionDigits: q >= 100 ? 2 : 6 });
+  const decimals = q >= 1000 ? 2 : 6;
+  return q.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 // ---------------------------------------------------------------- connection state
@@ -344,7 +345,6 @@ async function seed(sel, generation) {
   chart.clear();
   state.recent = [];
   state.latest = null;
-  state.previousPrice = null;
   state.pending = seeded.concat(fresh, state.pending);
   state.tableDirty = true;
   requestRender();
@@ -368,7 +368,6 @@ function select(sel) {
   state.pending = [];
   state.recent = [];
   state.latest = null;
-  state.previousPrice = null;
   el.legendSma.textContent = "SMA";
   chart.clear();
   state.tableDirty = true;

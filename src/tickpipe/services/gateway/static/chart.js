@@ -172,7 +172,8 @@ export class PriceChart {
     const xOf = (t) => x0 + ((t - t0) / (t1 - t0)) * (x1 - x0);
     const yOf = (v) => y1 - ((v - lo) / (hi - lo)) * (y1 - y0);
 
-    this.drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, w });
+    const lastY = yOf(pts[pts.length - 1].price);
+    this.drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, lastY });
     ctx.save();
     ctx.beginPath();
     ctx.rect(x0, y0 - 8, x1 - x0, y1 - y0 + 16);
@@ -186,7 +187,7 @@ export class PriceChart {
     }
   }
 
-  drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, w }) {
+  drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, lastY }) {
     ctx.lineWidth = 1;
     ctx.strokeStyle = COLORS.grid;
     ctx.fillStyle = COLORS.axisText;
@@ -200,7 +201,8 @@ export class PriceChart {
       const y = Math.round(yOf(v)) + 0.5;
       ctx.moveTo(x0, y);
       ctx.lineTo(x1, y);
-      ctx.fillText(formatPrice(v, stepDecimals), x1 + 8, y);
+      // The last-price tag sits on the axis: labels under it would show through.
+      if (Math.abs(y - lastY) > 14) ctx.fillText(formatPrice(v, stepDecimals), x1 + 8, y);
     }
     ctx.stroke();
 
@@ -219,7 +221,6 @@ export class PriceChart {
       if (x > x0 + 24 && x < x1 - 24) ctx.fillText(formatClock(t, tStep < 1e3), x, y1 + 7);
     }
     ctx.stroke();
-    void w;
   }
 
   drawSeries(ctx, pts, { xOf, yOf, y1 }) {

@@ -1,0 +1,275 @@
+"""PostgreSQL (or TimescaleDB) store on a small asyncpg pool.
+
+A batch goes by binary COPY straight into `trades`. If that hits the unique key (a replay after a
+crash), the batch is copied into a temporary staging table instead and inserted from there with
+`ON CONFLICT DO NOTHING`, in batch order, so `id` stays the processing order either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tickpipe.adapters.store.errors import StoreUnavailable, describe_url
+from tickpipe.core.scoring import ScoredTrade
+from tickpipe.core.signal import Signal
+from tickpipe.core.trade import Side, Trade, datetime_to_time_us, time_us_to_datetime
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 60.0
+STATEMENT_TIMEOUT_MS = 60_000
+PING_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 10.0
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 4  # one writer (the processor) plus a few gateway reads
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# What asyncpg raises when the server is down, refuses us, or the database does not exist.
+UNREACHABLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_COLUMNS = (
+    "time",
+    "exchange",
+    "symbol",
+    "trade_id",
+    "price",
+    "quantity",
+    "side",
+    "sma",
+    "signal",
+    "ingest_time",
+)
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS trades_staging (
+    ordinal     integer          NOT NULL,
+    time        timestamptz      NOT NULL,
+    exchange    text             NOT NULL,
+    symbol      text             NOT NULL,
+    trade_id    text             NOT NULL,
+    price       numeric          NOT NULL,
+    quantity    numeric          NOT NULL,
+    side        text,
+    sma         double precision,
+    signal      text             NOT NULL,
+    ingest_time timestamptz      NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_NEW_FROM_STAGING = """
+INSERT INTO trades
+    (time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time)
+SELECT time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+FROM trades_staging
+ORDER BY ordinal
+ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING
+"""
+# The trade's own id when it is stored (then only rows before it count), else no bound.
+_WINDOW_PRICES = """
+SELECT price FROM (
+    SELECT id, price FROM trades
+    WHERE exchange = $1 AND symbol = $2 AND id < COALESCE(
+        (SELECT id FROM trades
+         WHERE exchange = $1 AND symbol = $2 AND trade_id = $3 AND time = $4),
+        9223372036854775807)
+    ORDER BY id DESC
+    LIMIT $5
+) AS recent
+ORDER BY id
+"""
+_HISTORY = """
+SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+FROM trades
+WHERE symbol = $1 AND ($2::text IS NULL OR exchange = $2)
+ORDER BY time DESC, id DESC
+LIMIT $3
+"""
+# A loose index scan: one index probe per distinct (exchange, symbol), however many rows.
+_SYMBOLS = """
+WITH RECURSIVE streams (exchange, symbol) AS (
+    (SELECT exchange, symbol FROM trades ORDER BY exchange, symbol LIMIT 1)
+    UNION ALL
+    SELECT successor.exchange, successor.symbol
+    FROM streams CROSS JOIN LATERAL (
+        SELECT t.exchange, t.symbol FROM trades AS t
+        WHERE (t.exchange, t.symbol) > (streams.exchange, streams.symbol)
+        ORDER BY t.exchange, t.symbol
+        LIMIT 1
+    ) AS successor
+)
+SELECT newest.* FROM streams CROSS JOIN LATERAL (
+    SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+    FROM trades AS t
+    WHERE t.exchange = streams.exchange AND t.symbol = streams.symbol
+    ORDER BY t.id DESC
+    LIMIT 1
+) AS newest
+ORDER BY newest.exchange, newest.symbol
+"""
+
+
+def check_postgres_url(database_url: str) -> None:
+    if not database_url.startswith(POSTGRES_SCHEMES):
+        raise ValueError(
+            f"not a PostgreSQL URL: {describe_url(database_url)!r} (expected postgresql://...)"
+        )
+
+
+def unavailable(location: str, exc: BaseException) -> StoreUnavailable:
+    """One line naming the database (without password) and the first line of the reason."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return StoreUnavailable(f"PostgreSQL at {location} is unavailable: {reason}")
+
+
+async def connect_postgres(database_url: str) -> Any:
+    """One connection outside any pool (migrations); StoreUnavailable when unreachable."""
+    check_postgres_url(database_url)
+    try:
+        return await asyncpg.connect(database_url, timeout=CONNECT_TIMEOUT_S)
+    except UNREACHABLE_ERRORS as exc:
+        raise unavailable(describe_url(database_url), exc) from exc
+
+
+def _record(scored: ScoredTrade) -> tuple[Any, ...]:
+    trade = scored.trade
+    # epoch + timedelta: exact to the microsecond and twice as fast as time_us_to_datetime
+    return (
+        _EPOCH + timedelta(microseconds=trade.exchange_time_us),
+        trade.exchange,
+        trade.symbol,
+        trade.trade_id,
+        trade.price,
+        trade.quantity,
+        None if trade.side is None else trade.side.value,
+        None if scored.sma is None else float(scored.sma),
+        scored.signal.value,
+        _EPOCH + timedelta(microseconds=trade.ingest_time_us),
+    )
+
+
+def _scored(row: Any) -> ScoredTrade:
+    trade = Trade(
+        exchange=row["exchange"],
+        symbol=row["symbol"],
+        trade_id=row["trade_id"],
+        price=row["price"],
+        quantity=row["quantity"],
+        side=None if row["side"] is None else Side(row["side"]),
+        exchange_time_us=datetime_to_time_us(row["time"]),
+        ingest_time_us=datetime_to_time_us(row["ingest_time"]),
+    )
+    sma = None if row["sma"] is None else Decimal(repr(row["sma"]))
+    return ScoredTrade(trade, sma, Signal(row["signal"]))
+
+
+class PostgresStore:
+    """TradeStore on an asyncpg pool; each write is one transaction."""
+
+    def __init__(self, pool: Any, location: str) -> None:
+        self._pool = pool
+        self._location = location
+
+    async def write(self, batch: Sequence[ScoredTrade]) -> int:
+        if not batch:
+            return 0
+        records = [_record(scored) for scored in batch]
+        async with self._pool.acquire() as connection:
+            if await _copy_unless_conflict(connection, records):
+                return len(records)
+            return await _insert_new(connection, records)
+
+    async def window_prices(self, trade: Trade, count: int) -> list[Decimal]:
+        if count <= 0:
+            return []
+        rows = await self._pool.fetch(
+            _WINDOW_PRICES,
+            trade.exchange,
+            trade.symbol,
+            trade.trade_id,
+            time_us_to_datetime(trade.exchange_time_us),
+            count,
+        )
+        return [row["price"] for row in rows]
+
+    async def history(
+        self, symbol: str, *, limit: int, exchange: str | None = None
+    ) -> list[ScoredTrade]:
+        if limit <= 0:
+            return []
+        rows = await self._pool.fetch(_HISTORY, symbol, exchange, limit)
+        return [_scored(row) for row in rows]
+
+    async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:
+        rows = await self.history(symbol, limit=1, exchange=exchange)
+        return rows[0] if rows else None
+
+    async def symbols(self) -> list[ScoredTrade]:
+        """The most recently processed (highest id) trade of every (exchange, symbol)."""
+        return [_scored(row) for row in await self._pool.fetch(_SYMBOLS)]
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await self._pool.fetchval("SELECT 1")
+        except UNREACHABLE_ERRORS as exc:
+            raise unavailable(self._location, exc) from exc
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._pool.close()
+        except TimeoutError:
+            self._pool.terminate()
+
+
+async def _copy_unless_conflict(connection: Any, records: list[tuple[Any, ...]]) -> bool:
+    """The fast path: binary COPY of the whole batch; False (nothing stored) on a duplicate."""
+    try:
+        async with connection.transaction():
+            await connection.copy_records_to_table("trades", records=records, columns=_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
+async def _insert_new(connection: Any, records: list[tuple[Any, ...]]) -> int:
+    """The replay path: stage the batch, insert the rows not stored yet in batch order."""
+    staged = [(ordinal, *record) for ordinal, record in enumerate(records)]
+    async with connection.transaction():
+        await connection.execute(_CREATE_STAGING)
+        await connection.copy_records_to_table(
+            "trades_staging", records=staged, columns=("ordinal", *_COLUMNS)
+        )
+        status: str = await connection.execute(_INSERT_NEW_FROM_STAGING)
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+
+
+async def open_postgres_store(database_url: str) -> PostgresStore:
+    """Opens a pool on a migrated database; StoreUnavailable if unreachable or not migrated."""
+    check_postgres_url(database_url)
+    location = describe_url(database_url)
+    try:
+        pool = await asyncpg.create_pool(
+            database_url,
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            command_timeout=COMMAND_TIMEOUT_S,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={
+                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                "application_name": "tickpipe",
+            },
+        )
+    except UNREACHABLE_ERRORS as exc:
+        raise unavailable(location, exc) from exc
+    store = PostgresStore(pool, location)
+    if not await pool.fetchval("SELECT to_regclass('trades') IS NOT NULL"):
+        await store.close()
+        raise StoreUnavailable(
+            f"PostgreSQL at {location} has no trades table: run `tickpipe migrate` first"
+        )
+    return store
