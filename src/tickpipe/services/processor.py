@@ -78,7 +78,8 @@ class Processor:
                 self._batch_started_s = time.monotonic()
             await self._take(messages)
         if self._messages and (
-            len(messages) < wanted
+            len(self._messages) >= self._max_batch_trades
+            or len(messages) < wanted
             or time.monotonic() - self._batch_started_s >= self._max_batch_age_s
         ):
             await self.flush()
