@@ -182,7 +182,7 @@ async def test_poll_returns_at_most_max_messages(bus: Bus) -> None:
     await send_all(bus.sink, sent)
     received = await poll_until(bus.consumer, len(sent), max_messages=3)
     assert [m.trade for m in received] == sent
-    assert await bus.consumer.poll(3, POLL_TIMEOUT_S) == []
+    assert list(await bus.consumer.poll(3, POLL_TIMEOUT_S)) == []
 
 
 async def test_poll_returns_empty_after_timeout(bus: Bus) -> None:
@@ -245,8 +245,9 @@ async def test_poison_messages_come_back_with_their_error_and_go_to_the_dlq(
 
     consumer = kafka.consumer()
     received = await poll_until(consumer, 4)
-    poison = [m for m in received if m.trade is None]
     assert [m.trade for m in received if m.trade] == [good]
+    # The keyless message may land in another partition and come first: put it last.
+    poison = sorted((m for m in received if m.trade is None), key=lambda m: m.key is None)
     errors = [m.error or "" for m in poison]
     assert errors[0].startswith("not a tickpipe.v1.Trade")
     assert errors[1].startswith("invalid trade: price")
@@ -356,6 +357,24 @@ async def test_revoke_callback_runs_during_a_rebalance_and_can_commit(kafka: Kaf
 
 
 @pytest.mark.infra
+async def test_a_cancelled_poll_loses_no_messages(kafka: KafkaEnv) -> None:
+    """A poll cancelled while it waits hands what it then took to the next poll."""
+    consumer = kafka.consumer()
+    deadline_s = time.monotonic() + RECEIVE_TIMEOUT_S
+    while not await consumer.assignment():
+        assert time.monotonic() < deadline_s, "never joined the group"
+        assert list(await consumer.poll(10, POLL_TIMEOUT_S)) == []
+    waiting = asyncio.create_task(consumer.poll(1_000, 5.0))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    sent = varied_trades(["BTCUSDT"], per_symbol=5)
+    await send_all(kafka.sink(), sent)
+    received = await poll_until(consumer, len(sent))
+    assert [m.trade for m in received] == sent
+    assert waiting.cancelled()
+
+
+@pytest.mark.infra
 async def test_traceparent_travels_in_its_header(
     kafka: KafkaEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -401,7 +420,8 @@ def test_ensure_topics_says_in_one_line_when_kafka_is_down() -> None:
 
 
 async def test_send_drops_and_counts_once_the_full_queue_blocks_too_long() -> None:
-    """A full producer queue blocks `send` for `max_block_s`, then the trade is dropped, counted."""
+    """A full producer queue blocks `send` for `max_block_s`, then drops the trade (counted), and
+    drops at once while it stays full."""
     sink = KafkaSink(
         UNREACHABLE_BOOTSTRAP,
         "trades",
@@ -418,6 +438,10 @@ async def test_send_drops_and_counts_once_the_full_queue_blocks_too_long() -> No
         await sink.send(make_trade(3))
         assert time.monotonic() - started_s >= 0.2
         assert metric("tickpipe_producer_dropped_total") == dropped_before + 1
+        started_s = time.monotonic()
+        await sink.send(make_trade(4))
+        assert time.monotonic() - started_s < 0.1
+        assert metric("tickpipe_producer_dropped_total") == dropped_before + 2
         assert await sink.flush(0.1) == 2
     finally:
         await sink.close()

@@ -39,7 +39,16 @@ WS_FIELDS = {
 }
 DOCUMENTED_EXTRA_WS_FIELDS = {"ingest_time_us"}
 # Contract, GET /api/v1/snapshot/{symbol}.
-SNAPSHOT_FIELDS = {"exchange", "symbol", "trade_id", "price", "sma", "window", "signal", "timestamp"}
+SNAPSHOT_FIELDS = {
+    "exchange",
+    "symbol",
+    "trade_id",
+    "price",
+    "sma",
+    "window",
+    "signal",
+    "timestamp",
+}
 
 signals = st.sampled_from(list(Signal))
 smas = st.one_of(st.none(), st.decimals(min_value=Decimal("1e-8"), max_value=Decimal(10**9)))
@@ -155,9 +164,7 @@ def test_latest_snapshots_keeps_the_last_trade_per_stream(
     """One snapshot per `exchange:symbol`, of the last trade of that stream in the batch."""
     expected: dict[str, dict[str, Any]] = {}
     for item in reversed(batch):
-        expected.setdefault(
-            f"{item.trade.exchange}:{item.trade.symbol}", snapshot_of(item, window)
-        )
+        expected.setdefault(f"{item.trade.exchange}:{item.trade.symbol}", snapshot_of(item, window))
     snapshots = latest_snapshots(batch, window)
     assert {key: orjson.loads(value) for key, value in snapshots.items()} == expected
 
@@ -168,7 +175,11 @@ def snap(exchange: str, symbol: str, timestamp: int) -> dict[str, Any]:
 
 def test_pick_snapshot_takes_the_newest_over_exchanges() -> None:
     """Without an exchange, the newest snapshot of the symbol wins."""
-    snaps = [snap("binance", "BTCUSDT", 5), snap("simulated", "BTCUSDT", 9), snap("kraken", "X", 99)]
+    snaps = [
+        snap("binance", "BTCUSDT", 5),
+        snap("simulated", "BTCUSDT", 9),
+        snap("kraken", "X", 99),
+    ]
     assert pick_snapshot(snaps, "BTCUSDT", None) == snaps[1]
 
 
@@ -202,8 +213,6 @@ def test_pick_snapshot_equals_naive_reference(
     snaps: list[dict[str, Any]], symbol: str, exchange: str | None
 ) -> None:
     """pick_snapshot is the first snapshot with the greatest timestamp among the matching ones."""
-    matching = [
-        s for s in snaps if s["symbol"] == symbol and exchange in (None, s["exchange"])
-    ]
+    matching = [s for s in snaps if s["symbol"] == symbol and exchange in (None, s["exchange"])]
     expected = max(matching, key=lambda s: s["timestamp"]) if matching else None
     assert pick_snapshot(snaps, symbol, exchange) is expected

@@ -89,7 +89,7 @@ def test_garbage_bytes_raise_only_wire_error(value: bytes) -> None:
 
 @given(trades(), st.data())
 def test_corrupted_or_truncated_messages_raise_only_wire_error(trade: Trade, data: Any) -> None:
-    """Flipping a byte or cutting a valid message yields WireError or a valid trade, nothing else."""
+    """A flipped byte or a cut in a valid message gives WireError or a valid trade, nothing else."""
     encoded = bytearray(encode_trade(trade))
     position = data.draw(st.integers(0, len(encoded) - 1))
     encoded[position] ^= data.draw(st.integers(1, 255))
@@ -136,7 +136,7 @@ def test_undecodable_bytes_say_not_a_trade(value: bytes) -> None:
 def test_well_formed_message_with_invalid_values_raises_a_readable_wire_error(
     overrides: dict[str, Any], reason: str
 ) -> None:
-    """Valid Protobuf carrying invalid values is a WireError whose one-line reason names the field."""
+    """Valid Protobuf with invalid values is a WireError; its one-line reason names the field."""
     with pytest.raises(WireError, match=r"^invalid trade: ") as caught:
         decode_trade(message(**overrides))
     text = str(caught.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from decimal import Decimal
+from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from core.strategies import exact_decimals, prices
 from tickpipe.core.rolling import RollingMean
+from tickpipe.core.trade import MAX_DECIMAL_DIGITS
 
 # RollingMean divides with 80 significant digits; anything beyond is rounding, not drift.
 DIVISION_TOLERANCE = Fraction(1, 10**78)
@@ -58,7 +59,7 @@ def test_mean_equals_fresh_mean_after_every_push(window: int, values: list[Decim
 def test_compare_sign_equals_exact_sign_against_fresh_mean(
     window: int, values: list[Decimal], probe: Decimal
 ) -> None:
-    """compare(v) is the exact sign of v - mean for the window's own prices and any other price."""
+    """compare(v) is the exact sign of v - mean: for window prices, other prices, ~the mean."""
     rolling = RollingMean(window)
     for count, value in enumerate(values, start=1):
         rolling.push(value)
@@ -66,7 +67,11 @@ def test_compare_sign_equals_exact_sign_against_fresh_mean(
             assert rolling.compare(value) is None
             continue
         reference = fresh_mean(values[count - window : count])
-        for candidate in (value, probe, values[count - window]):
+        mean = rolling.mean
+        assert mean is not None
+        # The hardest probe: the mean as a 38-digit price, equal to it or a rounding step away.
+        near_mean = Context(prec=MAX_DECIMAL_DIGITS).plus(mean)
+        for candidate in (value, probe, values[count - window], near_mean):
             assert rolling.compare(candidate) == sign(Fraction(candidate) - reference)
 
 

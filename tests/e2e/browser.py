@@ -33,7 +33,8 @@ CHROMIUM_FLAGS = (
 
 
 def require_browser() -> None:
-    """Fails (not skips) with the install command when Chromium, its driver or Selenium is missing."""
+    """Fails (not skips), naming the install command, when Chromium, its driver or Selenium
+    is missing."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     if missing:
         pytest.fail(

@@ -12,13 +12,16 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from e2e.browser import console_errors, emulate_phone, open_chromium
+from e2e.browser import console_errors, emulate_phone, open_chromium, require_browser
 from fixtures.procs import Tickpipe, free_port
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -89,7 +92,8 @@ class Server:
     def kill(self) -> None:
         """SIGKILL, as a crash would: no goodbye frames to the browser."""
         if self.proc is not None:
-            self.proc.kill()
+            self.proc.process.kill()
+            self.proc.terminate()  # reaps it and closes its log file
             self.proc = None
 
     def pause(self) -> None:
@@ -119,12 +123,13 @@ def wait_until(probe: Callable[[], Any], what: str, timeout_s: float = 20.0) -> 
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
 
 
-def page_state(driver: Any) -> dict[str, Any]:
+def page_state(driver: WebDriver) -> dict[str, Any]:
     return dict(driver.execute_script(STATE_JS))
 
 
-def wait_for_page(driver: Any, check: Callable[[dict[str, Any]], bool], what: str,
-                  timeout_s: float = 20.0) -> dict[str, Any]:
+def wait_for_page(
+    driver: WebDriver, check: Callable[[dict[str, Any]], bool], what: str, timeout_s: float = 20.0
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         state = page_state(driver)
         return state if check(state) else None
@@ -133,6 +138,12 @@ def wait_for_page(driver: Any, check: Callable[[dict[str, Any]], bool], what: st
         return wait_until(probe, what, timeout_s)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\npage: {page_state(driver)}") from None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_installed() -> None:
+    """Fails at once, before any server starts, when Chromium or Selenium is missing."""
+    require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +171,7 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WebDriver]:
     """A fresh headless Chromium; its last screen is kept as artifacts/browser/<test>.png."""
     with open_chromium(tmp_path / "chromium-profile") as driver:
         try:
@@ -170,21 +181,23 @@ def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
             driver.save_screenshot(str(ARTIFACTS / "browser" / f"{request.node.name}.png"))
 
 
-def open_dashboard(driver: Any, server: Server, suffix: str = "") -> dict[str, Any]:
+def open_dashboard(driver: WebDriver, server: Server, suffix: str = "") -> dict[str, Any]:
     driver.get(server.url + "/" + suffix)
     return wait_for_page(
-        driver, lambda s: s["status"] == "live" and s["rows"] and s["points"] > 20,
+        driver,
+        lambda s: s["status"] == "live" and s["rows"] and s["points"] > 20,
         "the dashboard to go live with data",
     )
 
 
 def test_chart_draws_price_and_sma_lines_from_history_and_live(
-    browser: Any, server: Server
+    server: Server, browser: WebDriver
 ) -> None:
     """The canvas shows the price and SMA lines and BUY/SELL markers, and keeps growing live."""
     first = open_dashboard(browser, server)
-    grown = wait_for_page(browser, lambda s: s["points"] > first["points"] + 25,
-                          "live trades to extend the chart")
+    grown = wait_for_page(
+        browser, lambda s: s["points"] > first["points"] + 25, "live trades to extend the chart"
+    )
     wait_for_page(browser, lambda s: s["markers"] > 0, "a BUY/SELL marker where the signal flips")
     pixels = browser.execute_script(CHART_PIXELS_JS)
     assert pixels["price"] > 300, f"price line not drawn: {pixels}"
@@ -200,11 +213,16 @@ def test_chart_draws_price_and_sma_lines_from_history_and_live(
     assert console_errors(browser) == []
 
 
-def test_snapshot_and_table_follow_the_stream_without_gaps(browser: Any, server: Server) -> None:
+def test_snapshot_and_table_follow_the_stream_without_gaps(
+    server: Server, browser: WebDriver
+) -> None:
     """The snapshot advances and equals the stored trade; the table holds consecutive trades."""
     first = open_dashboard(browser, server)
-    later = wait_for_page(browser, lambda s: s["tradeId"] != first["tradeId"] and s["rows"],
-                          "the snapshot to move to a newer trade")
+    later = wait_for_page(
+        browser,
+        lambda s: s["tradeId"] != first["tradeId"] and s["rows"],
+        "the snapshot to move to a newer trade",
+    )
     assert later["symbol"] == "BTCUSDT"
     assert int(later["tradeId"]) > int(first["tradeId"])
 
@@ -221,7 +239,7 @@ def test_snapshot_and_table_follow_the_stream_without_gaps(browser: Any, server:
     assert ids == list(range(ids[0], ids[0] - 50, -1)), ids
 
 
-def test_picking_another_symbol_switches_the_stream(browser: Any, server: Server) -> None:
+def test_picking_another_symbol_switches_the_stream(server: Server, browser: WebDriver) -> None:
     """Choosing ETHUSDT in the picker swaps snapshot, table and chart to ETHUSDT's live trades."""
     from selenium.webdriver.support.select import Select
 
@@ -236,18 +254,26 @@ def test_picking_another_symbol_switches_the_stream(browser: Any, server: Server
     picker.select_by_value("simulated:ETHUSDT")
     switched = wait_for_page(
         browser,
-        lambda s: s["symbol"] == "ETHUSDT" and len(s["rows"]) >= 10
-        and all(symbol == "ETHUSDT" for symbol, _ in s["rows"]),
+        lambda s: (
+            s["symbol"] == "ETHUSDT"
+            and len(s["rows"]) >= 10
+            and all(symbol == "ETHUSDT" for symbol, _ in s["rows"])
+        ),
         "snapshot and table to show ETHUSDT",
     )
-    wait_for_page(browser, lambda s: s["tradeId"] != switched["tradeId"],
-                  "a live ETHUSDT trade after the switch")
+    wait_for_page(
+        browser,
+        lambda s: s["tradeId"] != switched["tradeId"],
+        "a live ETHUSDT trade after the switch",
+    )
     assert browser.execute_script("return location.hash") == "#simulated:ETHUSDT"
     assert 3000 < float(switched["price"]) < 4000  # ETH's simulated price, not BTC's
     assert console_errors(browser) == []
 
 
-def test_a_silent_stream_shows_stale_then_live_again(browser: Any, own_server: Server) -> None:
+def test_a_silent_stream_shows_stale_then_live_again(
+    own_server: Server, browser: WebDriver
+) -> None:
     """When trades stop arriving the status says stale; when they resume it says live."""
     open_dashboard(browser, own_server, "?stale=2")
     own_server.pause()
@@ -259,7 +285,7 @@ def test_a_silent_stream_shows_stale_then_live_again(browser: Any, own_server: S
 
 
 def test_killing_and_restarting_the_server_shows_reconnecting_then_live(
-    browser: Any, own_server: Server
+    own_server: Server, browser: WebDriver
 ) -> None:
     """A crashed gateway shows reconnecting; the page comes back by itself once it restarts."""
     before = open_dashboard(browser, own_server)
@@ -270,14 +296,16 @@ def test_killing_and_restarting_the_server_shows_reconnecting_then_live(
 
     own_server.start()
     after = wait_for_page(
-        browser, lambda s: s["status"] == "live" and s["time"] > before["time"],
-        "live again with trades newer than before the crash", 30,
+        browser,
+        lambda s: s["status"] == "live" and s["time"] > before["time"],
+        "live again with trades newer than before the crash",
+        30,
     )
     assert after["symbol"] == "BTCUSDT"
 
 
 def test_phone_width_stacks_the_panels_without_sideways_scrolling(
-    browser: Any, server: Server
+    server: Server, browser: WebDriver
 ) -> None:
     """At 390 px the snapshot, chart and table stack in one column and fit the screen's width."""
     emulate_phone(browser)

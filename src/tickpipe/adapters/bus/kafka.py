@@ -92,6 +92,13 @@ def ensure_topics(
             f"Kafka at {bootstrap_servers} did not answer within {timeout_s:g} s: {exc.args[0]}"
         ) from None
     wanted = {topic: partitions, topic + DLQ_SUFFIX: DLQ_PARTITIONS}
+    if topic in existing and len(existing[topic].partitions) != partitions:
+        _log.warning(
+            "Kafka topic %s has %d partitions, not %d: left as it is",
+            topic,
+            len(existing[topic].partitions),
+            partitions,
+        )
     missing = [
         # replication_factor -1: the broker's default.replication.factor
         NewTopic(name, count, replication_factor=-1, config={"retention.ms": str(RETENTION_MS)})
@@ -140,17 +147,13 @@ class _RateLimitedLog:
         _log.log(level, message, *args)
 
 
-def _error_label(error: KafkaError) -> str:
-    """A bounded metric label from a librdkafka error code: `_MSG_TIMED_OUT` -> `msg_timed_out`."""
-    return error.name().strip("_").lower()
-
-
 class KafkaSink:
     """TradeSink: an idempotent producer keyed by symbol, so each symbol's trades stay in order.
 
     The local queue is bounded (`queue_max_messages` trades). When it is full, `send` waits up to
-    `max_block_s` for room and then drops the trade, counted and logged: a broker outage must not
-    stall the exchange feed forever.
+    `max_block_s` for room and then drops the trade, counted and logged; until room appears again,
+    further trades are dropped without waiting. A broker outage must not stall the exchange feed,
+    one `max_block_s` per trade, until the exchange gives up on us.
     """
 
     def __init__(
@@ -166,7 +169,8 @@ class KafkaSink:
         self._max_block_s = max_block_s
         self._close_timeout_s = close_timeout_s
         self._log_drop = _RateLimitedLog()
-        self._log_error = _RateLimitedLog()
+        self._log_delivery_failure = _RateLimitedLog()
+        self._log_client_error = _RateLimitedLog()
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -175,6 +179,9 @@ class KafkaSink:
                 "acks": "all",
                 # A few ms of batching buys large batches at little latency.
                 "linger.ms": 2,
+                # Java clients' partitioner: a symbol lands in the same partition whichever
+                # client produced it.
+                "partitioner": "murmur2_random",
                 "batch.num.messages": 10_000,
                 "batch.size": 1_000_000,
                 "compression.type": "lz4",
@@ -186,6 +193,7 @@ class KafkaSink:
                 "logger": _log,
             }
         )
+        self._shedding = False  # the queue stayed full for max_block_s and has had no room since
         self._closed = False
         self._stopping = threading.Event()
         self._reporter = threading.Thread(
@@ -200,20 +208,17 @@ class KafkaSink:
         )
         key = trade.symbol.encode()
         value = wire.encode_trade(trade)
-        deadline_s: float | None = None
+        deadline_s = time.monotonic() + self._max_block_s
         while True:
             try:
                 self._producer.produce(self._topic, value, key, headers=headers)
-                return
             except BufferError:
-                now_s = time.monotonic()
-                if deadline_s is None:
-                    deadline_s = now_s + self._max_block_s
-                elif now_s >= deadline_s:
+                if self._shedding or time.monotonic() >= deadline_s:
+                    self._shedding = True
                     metrics.producer_dropped.inc()
                     self._log_drop(
                         logging.ERROR,
-                        "Kafka producer queue full for %.1f s: dropped trade %s/%s/%s",
+                        "Kafka producer queue full (%g s or more): dropped trade %s/%s/%s",
                         self._max_block_s,
                         trade.exchange,
                         trade.symbol,
@@ -221,6 +226,9 @@ class KafkaSink:
                     )
                     return
                 await asyncio.sleep(_FULL_QUEUE_RETRY_S)
+            else:
+                self._shedding = False
+                return
 
     async def flush(self, timeout_s: float) -> int:
         return await asyncio.to_thread(self._producer.flush, timeout_s)
@@ -245,14 +253,15 @@ class KafkaSink:
             producer.poll(_DELIVERY_POLL_S)
             metrics.producer_queue_depth.set(len(producer))
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is None:
             return
-        metrics.producer_errors.labels(reason=_error_label(error)).inc()
-        self._log_error(logging.ERROR, "Kafka delivery failed: %s", error)
+        # A bounded label from librdkafka's error codes: _MSG_TIMED_OUT -> msg_timed_out.
+        metrics.producer_errors.labels(reason=error.name().strip("_").lower()).inc()
+        self._log_delivery_failure(logging.ERROR, "Kafka delivery failed: %s", error)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        self._log_error(logging.WARNING, "Kafka producer: %s", error)
+        self._log_client_error(logging.WARNING, "Kafka producer: %s", error)
 
 
 def _next_offsets(messages: Iterable[BusMessage]) -> dict[int, int]:
@@ -296,13 +305,15 @@ class KafkaConsumer:
         self._bootstrap_servers = bootstrap_servers
         self._revoke_timeout_s = revoke_timeout_s
         self._dlq_timeout_s = dlq_timeout_s
-        self._log_event = _RateLimitedLog()
+        self._log_consumer_error = _RateLimitedLog()
+        self._log_dead_letter = _RateLimitedLog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revoke_callback: Callable[[], Awaitable[None]] | None = None
         self._lock = threading.Lock()
         self._in_rebalance = False
         self._deferred_offsets: dict[int, int] = {}
         self._pending_poll: asyncio.Future[list[BusMessage]] | None = None
+        self._leftover: list[BusMessage] = []
         self._lag_refresh_s = 0.0
         self._revocations = 0  # rebalances seen, to spot one in the middle of a poll
         self._dlq_producer: Producer | None = None
@@ -326,7 +337,11 @@ class KafkaConsumer:
             "error_cb": self._on_client_error,
             "logger": _log,
         }
-        self._consumer: Consumer = self._executor.submit(self._open, config).result()
+        try:
+            self._consumer: Consumer = self._executor.submit(self._open, config).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
 
     def _open(self, config: dict[str, Any]) -> Consumer:
         consumer = Consumer(config)
@@ -340,6 +355,10 @@ class KafkaConsumer:
 
     async def poll(self, max_messages: int, timeout_s: float) -> Sequence[BusMessage]:
         loop = self._loop = asyncio.get_running_loop()
+        if self._leftover:
+            messages = self._leftover[:max_messages]
+            del self._leftover[:max_messages]
+            return messages
         # A poll cancelled mid-way keeps its batch for the next call: dropping it would let a
         # later commit skip over messages that were never handled.
         future = self._pending_poll
@@ -356,6 +375,9 @@ class KafkaConsumer:
             self._pending_poll = None
             raise
         self._pending_poll = None
+        if len(messages) > max_messages:  # a batch left by a cancelled, larger poll
+            self._leftover = messages[max_messages:]
+            del messages[max_messages:]
         return messages
 
     async def commit(self, messages: Sequence[BusMessage]) -> None:
@@ -423,7 +445,7 @@ class KafkaConsumer:
             if error is None:
                 messages.append(self._to_bus_message(message))
             elif error.code() != KafkaError._PARTITION_EOF:
-                self._log_event(logging.WARNING, "Kafka consumer: %s", error)
+                self._log_consumer_error(logging.WARNING, "Kafka consumer: %s", error)
         return messages
 
     @staticmethod
@@ -519,7 +541,7 @@ class KafkaConsumer:
                 _log.exception("commit on revoke failed; those messages will be redelivered")
 
     def _on_client_error(self, error: KafkaError) -> None:
-        self._log_event(logging.WARNING, "Kafka consumer: %s", error)
+        self._log_consumer_error(logging.WARNING, "Kafka consumer: %s", error)
 
     # --- dead letters (a thread of their own) ---
 
@@ -569,7 +591,7 @@ class KafkaConsumer:
         for message in messages:
             reason = message.error or "unknown"
             metrics.dlq_messages.labels(reason=_dlq_reason_label(reason)).inc()
-            self._log_event(
+            self._log_dead_letter(
                 logging.WARNING,
                 "dead-lettered partition %d offset %d: %s",
                 message.partition,

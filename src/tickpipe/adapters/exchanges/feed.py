@@ -196,7 +196,7 @@ class ExchangeFeed:
     ) -> None:
         try:
             await self._keep_connected(plan, ids, queue.put)
-        except Exception as exc:  # handed to the consumer, which re-raises it
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             await queue.put(exc)
 
     async def _keep_connected(self, plan: ConnectionPlan, ids: TradeIdFilter, emit: Emit) -> None:
@@ -298,7 +298,7 @@ class ExchangeFeed:
         ingest_time_us = time.time_ns() // 1000
         try:
             result = self.venue.parse_frame(frame, ingest_time_us)
-        except Exception as exc:  # a parser bug drops the frame, never the connection
+        except Exception as exc:  # noqa: BLE001 - a parser bug drops the frame, not the feed
             self._reject(RejectReason.PARSER_ERROR, repr(exc)[:120])
             return ParseResult()
         for rejection in result.rejections:

@@ -71,7 +71,7 @@ def exact_decimal(value: object, reason: RejectReason) -> Decimal:
     if isinstance(value, bool):  # bool is an int subclass; True is not a price
         raise FrameRejected(reason, f"{value!r} is not a number")
     try:
-        if isinstance(value, str) or isinstance(value, Decimal | int):
+        if isinstance(value, str | Decimal | int):
             number = Decimal(value)
         else:
             raise FrameRejected(reason, f"{shown(value)} is not a number")
@@ -112,11 +112,11 @@ def trade_id(value: object) -> str:
     return value
 
 
-def side(value: object, taker_sides: Mapping[object, Side]) -> Side:
-    try:
-        return taker_sides[value]
-    except (KeyError, TypeError):  # TypeError: an unhashable value such as a list
-        raise FrameRejected(RejectReason.INVALID_SIDE, shown(value)) from None
+def side(value: object, taker_sides: Mapping[str, Side]) -> Side:
+    taker_side = taker_sides.get(value) if isinstance(value, str) else None
+    if taker_side is None:
+        raise FrameRejected(RejectReason.INVALID_SIDE, shown(value))
+    return taker_side
 
 
 def epoch_ms_to_us(value: object) -> int:

@@ -81,10 +81,18 @@ SELECT price FROM (
 ) AS recent
 ORDER BY id
 """
+# Two statements, not `$2 IS NULL OR ...`, so that each keeps its own index in a generic plan.
 _HISTORY = """
 SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
 FROM trades
-WHERE symbol = $1 AND ($2::text IS NULL OR exchange = $2)
+WHERE symbol = $1
+ORDER BY time DESC, id DESC
+LIMIT $2
+"""
+_STREAM_HISTORY = """
+SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+FROM trades
+WHERE symbol = $1 AND exchange = $2
 ORDER BY time DESC, id DESC
 LIMIT $3
 """
@@ -200,7 +208,10 @@ class PostgresStore:
     ) -> list[ScoredTrade]:
         if limit <= 0:
             return []
-        rows = await self._pool.fetch(_HISTORY, symbol, exchange, limit)
+        if exchange is None:
+            rows = await self._pool.fetch(_HISTORY, symbol, limit)
+        else:
+            rows = await self._pool.fetch(_STREAM_HISTORY, symbol, exchange, limit)
         return [_scored(row) for row in rows]
 
     async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:

@@ -4,7 +4,7 @@
 // requestAnimationFrame callback drains the buffer and updates the chart, snapshot and table
 // together, so the page does the same work at 10 or 10,000 trades per second.
 // On every (re)connect the socket opens first and buffers, then /history seeds the chart, so no
-// trade falls in the gap between the two (duplicates are dropped by trade_id).
+// trade falls in the gap between the two (duplicates are dropped by trade_id and time).
 
 import { PriceChart, formatClock, formatPrice, priceDecimals } from "/static/chart.js";
 
@@ -22,6 +22,8 @@ const CONFIG = {
   backoffMaxMs: 10_000,
   symbolsRefreshMs: 15_000,
 };
+
+const DIRECTION_MS = 250;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -57,7 +59,9 @@ const state = {
   retryTimer: null,
   retryAt: 0,
   frameRequested: false,
-  tableDirty: false,
+  directionFrom: null, // price the snapshot's up/down colour compares against
+  directionAt: 0,
+  viewReset: false, // chart/table/snapshot to be emptied on the next frame
   framesThisSecond: 0,
   rate: 0,
   symbols: [],
@@ -79,27 +83,33 @@ function requestRender() {
 
 function render() {
   state.frameRequested = false;
+  if (state.viewReset) {
+    state.viewReset = false;
+    el.tbody.textContent = "";
+    el.tradesCount.textContent = "";
+    state.directionFrom = null;
+    renderSnapshot();
+  }
   if (state.pending.length) {
     const batch = state.pending;
     state.pending = [];
+    const before = state.recent[state.recent.length - 1] ?? null;
     chart.push(batch);
-    appendRecent(batch);
+    const added = appendRecent(batch);
     state.latest = batch[batch.length - 1];
-    state.tableDirty = true;
-  }
-  if (state.tableDirty) {
-    state.tableDirty = false;
     renderSnapshot();
-    renderTable();
+    prependRows(added, before);
   }
   chart.draw();
 }
 
+/** Keeps the newest tableRows trades; returns those of `batch` that make it into the table. */
 function appendRecent(batch) {
   const keep = CONFIG.tableRows;
   const tail = batch.length > keep ? batch.slice(batch.length - keep) : batch;
   state.recent = state.recent.concat(tail);
   if (state.recent.length > keep) state.recent = state.recent.slice(state.recent.length - keep);
+  return tail;
 }
 
 function renderSnapshot() {
@@ -127,9 +137,15 @@ function renderSnapshot() {
   el.snapshot.dataset.symbol = t.symbol;
   el.snapshot.dataset.exchange = t.exchange;
   el.snapshot.dataset.tradeId = String(t.trade_id);
-  // Tick direction against the previous trade (not the previous repaint), like the table.
-  const before = state.recent.length > 1 ? state.recent[state.recent.length - 2].price : t.price;
-  if (t.price !== before) el.price.dataset.direction = t.price > before ? "up" : "down";
+  // Up/down against the price shown at least DIRECTION_MS ago: a tick at low rates, and no
+  // red/green flicker at hundreds of trades per second.
+  const now = performance.now();
+  if (now - state.directionAt >= DIRECTION_MS) {
+    const from = state.directionFrom;
+    if (from !== null && t.price !== from) el.price.dataset.direction = t.price > from ? "up" : "down";
+    state.directionFrom = t.price;
+    state.directionAt = now;
+  }
   el.price.textContent = formatPrice(t.price, decimals);
   el.price.dataset.value = String(t.price);
   el.sma.textContent = formatPrice(t.sma, decimals);
@@ -152,12 +168,15 @@ function renderSnapshot() {
 const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 const esc = (value) => String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 
-function renderTable() {
-  const rows = state.recent;
+/**
+ * New trades go on top as one fragment and the oldest rows leave as one range: two DOM
+ * operations per animation frame whatever the rate, and existing rows are never re-parsed.
+ */
+function prependRows(trades, before) {
   const parts = [];
-  for (let i = rows.length - 1; i >= 0; i -= 1) {
-    const t = rows[i];
-    const prev = i > 0 ? rows[i - 1].price : t.price;
+  for (let i = trades.length - 1; i >= 0; i -= 1) {
+    const t = trades[i];
+    const prev = i > 0 ? trades[i - 1].price : (before?.price ?? t.price);
     const dir = t.price > prev ? "up" : t.price < prev ? "down" : "flat";
     const decimals = priceDecimals(t.price);
     parts.push(
@@ -170,7 +189,16 @@ function renderTable() {
         `<td><span class="pill" data-signal="${esc(t.signal)}">${esc(t.signal)}</span></td></tr>`,
     );
   }
-  el.tbody.innerHTML = parts.join("");
+  const template = document.createElement("template");
+  template.innerHTML = parts.join("");
+  el.tbody.prepend(template.content);
+  const rows = el.tbody.rows;
+  if (rows.length > CONFIG.tableRows) {
+    const range = document.createRange();
+    range.setStartBefore(rows[CONFIG.tableRows]);
+    range.setEndAfter(el.tbody.lastChild);
+    range.deleteContents();
+  }
   el.tradesCount.textContent = `last ${rows.length}`;
 }
 
@@ -324,9 +352,9 @@ async function fetchJson(path) {
 async function seed(sel, generation) {
   const query = `exchange=${encodeURIComponent(sel.exchange)}`;
   const symbol = encodeURIComponent(sel.symbol);
-  let history = [];
+  let stored = [];
   try {
-    history = await fetchJson(`/api/v1/history/${symbol}?limit=${CONFIG.historyLimit}&${query}`);
+    stored = await fetchJson(`/api/v1/history/${symbol}?limit=${CONFIG.historyLimit}&${query}`);
   } catch {
     // Live data still flows; the chart just starts empty.
   }
@@ -337,16 +365,18 @@ async function seed(sel, generation) {
     })
     .catch(() => {});
 
-  const seeded = Array.isArray(history) ? history.slice().reverse() : [];
-  const seen = new Set(seeded.map((t) => String(t.trade_id)));
-  const fresh = state.seedBuffer.filter((t) => !seen.has(String(t.trade_id)));
+  const seeded = Array.isArray(stored) ? stored.slice().reverse() : [];
+  // trade_id alone may repeat over time (a restarted simulated market counts from 1 again).
+  const key = (t) => `${t.trade_id}@${t.timestamp}`;
+  const seen = new Set(seeded.map(key));
+  const fresh = state.seedBuffer.filter((t) => !seen.has(key(t)));
   state.seeding = false;
   state.seedBuffer = [];
   chart.clear();
   state.recent = [];
   state.latest = null;
   state.pending = seeded.concat(fresh, state.pending);
-  state.tableDirty = true;
+  state.viewReset = true;
   requestRender();
 }
 
@@ -370,7 +400,7 @@ function select(sel) {
   state.latest = null;
   el.legendSma.textContent = "SMA";
   chart.clear();
-  state.tableDirty = true;
+  state.viewReset = true;
   requestRender();
   setConnection("connecting");
   connect();

@@ -21,6 +21,8 @@ const FONT = '11px ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mo
 const PAD = { top: 14, bottom: 24, left: 10 };
 const MARKER_PX = 5;
 const MIN_MARKER_GAP_PX = 3;
+const GAP_MIN_MS = 1000; // a pause longer than this and GAP_FACTOR x the mean spacing
+const GAP_FACTOR = 20; //   between two trades breaks the lines
 const TIME_STEPS_MS = [
   100, 250, 500, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3,
   3600e3, 7200e3, 21600e3, 43200e3, 86400e3,
@@ -206,8 +208,11 @@ export class PriceChart {
     }
     ctx.stroke();
 
-    const minGapMs = ((t1 - t0) * 90) / Math.max(1, x1 - x0);
-    const tStep = TIME_STEPS_MS.find((s) => s >= minGapMs) ?? TIME_STEPS_MS.at(-1);
+    // Labels need their width plus some air; sub-second steps need the longer HH:MM:SS.mmm.
+    const msPerPx = (t1 - t0) / Math.max(1, x1 - x0);
+    const fits = (step) =>
+      step / msPerPx >= ctx.measureText(formatClock(t0, step < 1e3)).width + 36;
+    const tStep = TIME_STEPS_MS.find(fits) ?? TIME_STEPS_MS.at(-1);
     // Align ticks to local wall-clock boundaries (so 10 s ticks land on :00, :10, ...).
     const tzOffsetMs = new Date(t0).getTimezoneOffset() * 60e3;
     const first = Math.ceil((t0 - tzOffsetMs) / tStep) * tStep + tzOffsetMs;
@@ -224,16 +229,30 @@ export class PriceChart {
   }
 
   drawSeries(ctx, pts, { xOf, yOf, y1 }) {
-    // Area under the price.
+    // An outage (server down, reconnect) leaves a hole in time: leave it in the lines too,
+    // rather than a straight segment that looks like trades.
+    const meanGapMs = (pts[pts.length - 1].t - pts[0].t) / Math.max(1, pts.length - 1);
+    const breakAfterMs = Math.max(GAP_MIN_MS, meanGapMs * GAP_FACTOR);
+    const segments = [];
+    let start = 0;
+    for (let i = 1; i <= pts.length; i += 1) {
+      if (i === pts.length || pts[i].t - pts[i - 1].t > breakAfterMs) {
+        segments.push(pts.slice(start, i));
+        start = i;
+      }
+    }
+
     const grad = ctx.createLinearGradient(0, 0, 0, y1);
     grad.addColorStop(0, COLORS.areaTop);
     grad.addColorStop(1, COLORS.areaBottom);
-    ctx.beginPath();
-    ctx.moveTo(xOf(pts[0].t), y1);
-    for (const p of pts) ctx.lineTo(xOf(p.t), yOf(p.price));
-    ctx.lineTo(xOf(pts[pts.length - 1].t), y1);
-    ctx.closePath();
     ctx.fillStyle = grad;
+    ctx.beginPath();
+    for (const seg of segments) {
+      ctx.moveTo(xOf(seg[0].t), y1);
+      for (const p of seg) ctx.lineTo(xOf(p.t), yOf(p.price));
+      ctx.lineTo(xOf(seg[seg.length - 1].t), y1);
+      ctx.closePath();
+    }
     ctx.fill();
 
     ctx.lineJoin = "round";
@@ -241,21 +260,24 @@ export class PriceChart {
     ctx.lineWidth = 1.6;
     ctx.strokeStyle = COLORS.price;
     ctx.beginPath();
-    pts.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, xOf(p.t), yOf(p.price)));
+    for (const seg of segments) {
+      seg.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, xOf(p.t), yOf(p.price)));
+    }
     ctx.stroke();
 
-    ctx.lineWidth = 1.6;
     ctx.strokeStyle = COLORS.sma;
     ctx.beginPath();
-    let pen = false;
-    for (const p of pts) {
-      if (p.sma === null || p.sma === undefined) {
-        pen = false;
-        continue;
+    for (const seg of segments) {
+      let pen = false;
+      for (const p of seg) {
+        if (p.sma === null || p.sma === undefined) {
+          pen = false;
+          continue;
+        }
+        if (pen) ctx.lineTo(xOf(p.t), yOf(p.sma));
+        else ctx.moveTo(xOf(p.t), yOf(p.sma));
+        pen = true;
       }
-      if (pen) ctx.lineTo(xOf(p.t), yOf(p.sma));
-      else ctx.moveTo(xOf(p.t), yOf(p.sma));
-      pen = true;
     }
     ctx.stroke();
   }

@@ -1,0 +1,279 @@
+"""The deployment files hang together: compose.yaml and the Dockerfile, checked by parsing (no
+Docker engine needed)."""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+Services = dict[str, dict[str, Any]]
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("ingest", "process", "gateway")
+DATA_STORES = ("kafka", "timescaledb", "redis")
+# Ports the infrastructure images listen on inside the compose network.
+INFRA_PORTS = {
+    "kafka": {9092, 9093},
+    "timescaledb": {5432},
+    "redis": {6379},
+    "jaeger": {4317, 4318, 14269, 16686},
+}
+DATA_DIRS = {"kafka": "/var/lib/kafka/data", "timescaledb": "/var/lib/postgresql/data"}
+HOST_PORT = re.compile(r"([A-Za-z][\w.-]*):(\d+)")
+VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def services() -> Services:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return {name: interpolate(spec) for name, spec in compose["services"].items()}
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile((ROOT / "Dockerfile").read_text())
+
+
+def interpolate(value: Any) -> Any:
+    """Compose's `${VAR:-default}` with every variable unset, so the defaults are checked."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: m.group(2) or "", value)
+    if isinstance(value, dict):
+        return {key: interpolate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item) for item in value]
+    return value
+
+
+def environment(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def depends_on(spec: dict[str, Any]) -> dict[str, str]:
+    """Dependency -> condition, for both the list and the mapping form."""
+    deps = spec.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (dep or {}).get("condition", "service_started") for name, dep in deps.items()}
+
+
+def endpoints(value: str) -> list[tuple[str, int]]:
+    """The host:port pairs in an env value: URLs, `host:port` lists, `id@host:port` voters."""
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        if "://" in item:
+            url = urlsplit(item)
+            if url.hostname and url.port:
+                found.append((url.hostname, url.port))
+        elif match := HOST_PORT.fullmatch(item.rpartition("@")[2]):
+            found.append((match[1], int(match[2])))
+    return found
+
+
+def listen_ports(name: str, spec: dict[str, Any]) -> set[int]:
+    if name in INFRA_PORTS:
+        return INFRA_PORTS[name]
+    env = environment(spec)
+    ports = {int(env["TICKPIPE_METRICS_PORT"])} if "TICKPIPE_METRICS_PORT" in env else set()
+    if spec.get("command", [None])[0] in ("gateway", "run"):
+        ports.add(int(env.get("TICKPIPE_HTTP_PORT", "8000")))
+    return ports
+
+
+def published_ports(spec: dict[str, Any]) -> set[int]:
+    ports = set()
+    for entry in spec.get("ports", []):
+        if isinstance(entry, dict):
+            ports.add(int(entry["published"]))
+        else:
+            ports.add(int(str(entry).split("/")[0].split(":")[-2]))
+    return ports
+
+
+def is_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name = image.rpartition("/")[2]
+    tag = name.partition(":")[2]
+    return bool(tag) and tag != "latest"
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages with their instructions (keyword, arguments); continuations joined, ARGs applied."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    logical = "\n".join(lines).replace("\\\n", " ")
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in filter(None, (raw.strip() for raw in logical.splitlines())):
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "ARG" and not stages:
+            key, _, default = rest.partition("=")
+            args[key] = default
+        elif keyword == "FROM":
+            words = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], ""), rest).split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(words[0], name))
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+    return stages
+
+
+def test_every_image_is_pinned_or_built_from_the_dockerfile(services: Services) -> None:
+    """Each service runs a pinned image (a tag other than latest, or a digest) or builds ours."""
+    for name, spec in services.items():
+        if "build" in spec:
+            build = spec["build"]
+            context = build if isinstance(build, str) else build.get("context", ".")
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile")
+            assert (ROOT / context / (dockerfile or "Dockerfile")).resolve() == ROOT / "Dockerfile"
+            assert "image" not in spec or is_pinned(spec["image"]), name
+        else:
+            assert is_pinned(spec["image"]), f"{name}: {spec['image']} is not pinned"
+
+
+def test_every_env_endpoint_names_a_service_port(services: Services) -> None:
+    """Every host:port in an environment variable is a service and a port it listens on."""
+    checked = 0
+    for name, spec in services.items():
+        for variable, value in environment(spec).items():
+            for host, port in endpoints(value):
+                assert host in services, f"{name} {variable}: no service {host!r}"
+                assert port in listen_ports(host, services[host]), f"{name} {variable}: {port}"
+                checked += 1
+    assert checked >= 10
+
+
+def test_services_depend_on_what_their_environment_names(services: Services) -> None:
+    """A service waits for every service it talks to; for a data store, until it is healthy."""
+    for name, spec in services.items():
+        deps = depends_on(spec)
+        for value in environment(spec).values():
+            for host, _ in endpoints(value):
+                if host == name:
+                    continue
+                assert host in deps, f"{name} talks to {host} but does not depend on it"
+                if host in DATA_STORES:
+                    assert deps[host] == "service_healthy", f"{name} -> {host}"
+                    assert "healthcheck" in services[host]
+
+
+def test_depends_on_forms_a_dag_of_known_services(services: Services) -> None:
+    """depends_on names existing services and has no cycle."""
+    graph = {name: set(depends_on(spec)) for name, spec in services.items()}
+    for name, deps in graph.items():
+        assert deps <= services.keys(), name
+    order = list(graphlib.TopologicalSorter(graph).static_order())
+    assert order.index("migrate") < min(order.index(app) for app in APP_SERVICES)
+
+
+def test_app_services_wait_for_migrate_to_succeed(services: Services) -> None:
+    """ingest, process and gateway start only after `tickpipe migrate` exited with 0."""
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"].get("restart") == "no"
+    assert depends_on(services["migrate"])["timescaledb"] == "service_healthy"
+    for app in APP_SERVICES:
+        assert depends_on(services[app])["migrate"] == "service_completed_successfully", app
+        assert services[app]["command"] == [app]
+
+
+def test_gateway_and_jaeger_publish_their_ports(services: Services) -> None:
+    """The gateway publishes 8000 and Jaeger its UI on 16686."""
+    assert 8000 in published_ports(services["gateway"])
+    assert 16686 in published_ports(services["jaeger"])
+
+
+def test_long_running_services_have_healthchecks_and_restart(
+    services: Services, stages: list[Stage]
+) -> None:
+    """Every service but migrate restarts unless stopped and has a healthcheck (ours: the
+    Dockerfile's, probing the port TICKPIPE_HEALTH_PORT names, one the service listens on)."""
+    assert stages[-1].all("HEALTHCHECK")
+    for name, spec in services.items():
+        if name == "migrate":
+            continue
+        assert spec.get("restart") == "unless-stopped", name
+        if "build" in spec:
+            assert not spec.get("healthcheck", {}).get("disable"), name
+            health_port = int(environment(spec)["TICKPIPE_HEALTH_PORT"])
+            assert health_port in listen_ports(name, spec), name
+        else:
+            assert spec["healthcheck"]["test"], name
+
+
+def test_app_services_are_traced_under_their_own_names(services: Services) -> None:
+    """Each app service exports traces to Jaeger's OTLP endpoint under its own service name."""
+    names = set()
+    for app in APP_SERVICES:
+        env = environment(services[app])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317"
+        names.add(env["OTEL_SERVICE_NAME"])
+    assert len(names) == len(APP_SERVICES)
+    assert environment(services["jaeger"])["COLLECTOR_OTLP_ENABLED"] == "true"
+
+
+def test_stateful_services_keep_data_in_named_volumes() -> None:
+    """Kafka and TimescaleDB keep their data in volumes declared at the top level."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    for name, path in DATA_DIRS.items():
+        mounts = dict(m.split(":")[::-1] for m in compose["services"][name]["volumes"])
+        assert mounts[path] in compose["volumes"], name
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_in_another(stages: list[Stage]) -> None:
+    """Multi-stage: a named stage builds the wheel, the final one copies only from it."""
+    assert len(stages) >= 2
+    build, final = stages[0], stages[-1]
+    assert build.name
+    assert any(run.startswith("pip wheel") for run in build.all("RUN"))
+    copies = [c for c in final.all("COPY") if "--from=" in c]
+    assert copies
+    for copy in copies:
+        assert re.search(r"--from=(\S+)", copy)[1] == build.name  # type: ignore[index]
+    for stage in stages:
+        assert is_pinned(stage.base) or stage.base in {s.name for s in stages}, stage.base
+
+
+def test_final_stage_runs_tickpipe_as_a_non_root_user(stages: list[Stage]) -> None:
+    """The runtime stage drops root, enters through `tickpipe` and health-checks /healthz."""
+    final = stages[-1]
+    users = final.all("USER")
+    assert users
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    assert final.all("ENTRYPOINT")[-1] == '["tickpipe"]'
+    healthcheck = final.all("HEALTHCHECK")[-1]
+    assert "/healthz" in healthcheck
+    assert "TICKPIPE_HEALTH_PORT" in healthcheck
+    assert "curl" not in healthcheck
+    assert any("[otlp]" in run for run in final.all("RUN"))
+
+
+def test_dockerignore_keeps_the_context_to_the_sources() -> None:
+    """The build context is an allow-list: no virtualenv, git history or local databases."""
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    assert {"pyproject.toml", "README.md", "src"} <= allowed

@@ -1,0 +1,211 @@
+"""The four commands as separate processes on real infrastructure: `migrate`, `ingest`
+(simulated), two `process` instances and `gateway`, over the Tansu broker, PostgreSQL and Redis.
+Checks directly in PostgreSQL that every produced trade is stored exactly once, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from fixtures.procs import Tickpipe, free_port, tickpipe_process
+from tickpipe.adapters.exchanges.simulated import SimulatedMarket
+from tickpipe.core.rolling import RollingMean
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT,ADAUSDT"
+SEED = 11
+WINDOW = 5
+
+
+def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tickpipe", "migrate"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def stored_rows(url: str) -> list[asyncpg.Record]:
+    db = await asyncpg.connect(url)
+    try:
+        return await db.fetch(
+            "SELECT symbol, trade_id, price, quantity, side, sma, signal FROM trades ORDER BY id"
+        )
+    finally:
+        await db.close()
+
+
+def wait_for_rows(url: str, expected: int, timeout_s: float = 30.0) -> list[asyncpg.Record]:
+    deadline = time.monotonic() + timeout_s
+    rows: list[asyncpg.Record] = []
+    while time.monotonic() < deadline:
+        rows = asyncio.run(stored_rows(url))
+        if len(rows) >= expected:
+            return rows
+        time.sleep(0.3)
+    return rows
+
+
+def processed_by(proc_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{proc_port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tickpipe_trades_processed_total{")
+    )
+
+
+async def collect_frames(url: str, stop_after_idle_s: float) -> list[dict[str, object]]:
+    frames: list[dict[str, object]] = []
+    async with connect(url) as ws:
+        while True:
+            try:
+                frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), stop_after_idle_s)))
+            except TimeoutError:
+                return frames
+
+
+def test_four_services_store_every_trade_once(
+    empty_postgres_url: str,
+    kafka_bootstrap: str,
+    kafka_topic: str,
+    redis_url: str,
+    redis_names: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """ingest -> Kafka -> 2 x process -> PostgreSQL + Redis -> gateway -> WebSocket, exactly once."""
+    channel, prefix = redis_names
+    env = {
+        "TICKPIPE_DATABASE_URL": empty_postgres_url,
+        "TICKPIPE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TICKPIPE_KAFKA_TOPIC": kafka_topic,
+        "TICKPIPE_KAFKA_GROUP": f"group-{kafka_topic}",
+        "TICKPIPE_REDIS_URL": redis_url,
+        "TICKPIPE_REDIS_CHANNEL": channel,
+        "TICKPIPE_REDIS_PREFIX": prefix,
+        "TICKPIPE_SYMBOLS": SYMBOLS,
+        "TICKPIPE_SIM_SEED": str(SEED),
+        "TICKPIPE_SIM_RATE": "400",
+        "TICKPIPE_SMA_WINDOW": str(WINDOW),
+    }
+    first, second = migrate(env), migrate(env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "nothing to apply" in second.stderr
+
+    gateway_port, process_ports = free_port(), [free_port(), free_port()]
+    with (
+        tickpipe_process(
+            ["process"],
+            {**env, "TICKPIPE_METRICS_PORT": str(process_ports[0])},
+            tmp_path / "process-1.log",
+        ) as process_1,
+        tickpipe_process(
+            ["process"],
+            {**env, "TICKPIPE_METRICS_PORT": str(process_ports[1])},
+            tmp_path / "process-2.log",
+        ) as process_2,
+        tickpipe_process(
+            ["gateway"],
+            {**env, "TICKPIPE_HTTP_PORT": str(gateway_port)},
+            tmp_path / "gateway.log",
+        ) as gateway,
+    ):
+        for proc, port in ((process_1, process_ports[0]), (process_2, process_ports[1])):
+            proc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
+        gateway.wait_http(f"http://127.0.0.1:{gateway_port}/readyz")
+        time.sleep(3)  # let both processors join the group and split the partitions
+
+        ingest_port = free_port()
+        ws_url = f"ws://127.0.0.1:{gateway_port}/ws"
+
+        async def ingest_while_listening() -> list[dict[str, object]]:
+            listening = asyncio.create_task(collect_frames(ws_url, stop_after_idle_s=6.0))
+            await asyncio.sleep(0.5)
+            with tickpipe_process(
+                ["ingest"],
+                {**env, "TICKPIPE_METRICS_PORT": str(ingest_port)},
+                tmp_path / "ingest.log",
+            ) as ingest:
+                await asyncio.to_thread(ingest.wait_http, f"http://127.0.0.1:{ingest_port}/healthz")
+                await asyncio.sleep(5)
+                assert await asyncio.to_thread(ingest.terminate) == 0, ingest.log()
+            return await listening
+
+        frames = asyncio.run(ingest_while_listening())
+        produced = max_ids_by_symbol(frames)
+
+        rows = wait_for_rows(empty_postgres_url, sum(produced.values()))
+        time.sleep(1.0)
+        rows = wait_for_rows(empty_postgres_url, sum(produced.values()))  # nothing more came
+        check_exactly_once(rows, produced)
+        check_exact_values(rows)
+        check_sma_per_symbol(rows)
+        assert len(frames) == len(rows), "every stored trade reached the WebSocket client"
+        assert processed_by(process_ports[0]) > 0 and processed_by(process_ports[1]) > 0, (
+            "both processors took partitions"
+        )
+        for proc in (process_1, process_2, gateway):
+            assert proc.terminate() == 0, proc.log()
+
+
+def max_ids_by_symbol(frames: list[dict[str, object]]) -> dict[str, int]:
+    produced: dict[str, int] = defaultdict(int)
+    for frame in frames:
+        symbol = str(frame["symbol"])
+        produced[symbol] = max(produced[symbol], int(str(frame["trade_id"])))
+    assert len(produced) == 6, f"frames of every symbol arrived: {sorted(produced)}"
+    return produced
+
+
+def check_exactly_once(rows: list[asyncpg.Record], produced: dict[str, int]) -> None:
+    """Simulated ids run 1..N per symbol: N rows, N distinct ids, none missing."""
+    ids: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        ids[row["symbol"]].append(int(row["trade_id"]))
+    for symbol, max_id in produced.items():
+        assert sorted(ids[symbol]) == list(range(1, max_id + 1)), symbol
+
+
+def check_exact_values(rows: list[asyncpg.Record]) -> None:
+    """Stored prices and quantities equal, digit for digit, what the seeded market generated."""
+    market = SimulatedMarket(SYMBOLS.split(","), 1.0, SEED)
+    expected = {}
+    for _ in range(len(rows)):
+        trade = market.next_trade(1_700_000_000_000_000)
+        expected[(trade.symbol, trade.trade_id)] = trade
+    for row in rows:
+        trade = expected[(row["symbol"], row["trade_id"])]
+        assert row["price"] == trade.price and str(row["price"]) == str(trade.price)
+        assert row["quantity"] == trade.quantity and str(row["quantity"]) == str(trade.quantity)
+        assert row["side"] == trade.side
+
+
+def check_sma_per_symbol(rows: list[asyncpg.Record]) -> None:
+    """Whichever instance processed it, each trade has the SMA of its symbol's last N prices."""
+    by_symbol: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        by_symbol[row["symbol"]].append(row)
+    for symbol_rows in by_symbol.values():
+        window = RollingMean(WINDOW)
+        for row in sorted(symbol_rows, key=lambda r: int(r["trade_id"])):
+            sma = window.push(Decimal(row["price"]))
+            if sma is None:
+                assert row["sma"] is None and row["signal"] == "HOLD"
+            else:
+                assert row["sma"] == pytest.approx(float(sma), rel=1e-12)
