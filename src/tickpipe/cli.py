@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tickpipe.config import Settings
     from tickpipe.services.runtime import ServiceFailed
     from tickpipe.telemetry.logs import configure_logging
+    from tickpipe.telemetry.tracing import setup_tracing, shutdown_tracing
     from tickpipe.wiring import MissingDependency
 
     try:
@@ -91,12 +92,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         _fail(f"invalid configuration: {problems}", code=2)
     configure_logging(settings.log_format, settings.log_level)
+    setup_tracing(f"tickpipe-{args.command}")
     try:
         run_command(args.command, settings)
     except (MissingDependency, ServiceFailed) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
+    finally:
+        shutdown_tracing()  # exports the spans still buffered
 
 
 def _fail(message: str, code: int = 1) -> None:

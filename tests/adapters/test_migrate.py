@@ -95,8 +95,8 @@ async def test_failed_migration_is_rolled_back_and_not_recorded(
 async def test_plain_postgres_gets_a_table_with_the_symbol_time_index(
     empty_postgres_url: str,
 ) -> None:
-    """Without TimescaleDB, `trades` is a plain table read through its (symbol, time) index;
-    with it, `trades` is a compressed hypertable."""
+    """Without TimescaleDB, `trades` is a plain table read through its (symbol, time) and
+    (exchange, symbol, time) indexes; with it, `trades` is a compressed hypertable."""
     await migrate(empty_postgres_url)
     [(timescale_available,)] = await query(
         empty_postgres_url,
@@ -107,8 +107,9 @@ async def test_plain_postgres_gets_a_table_with_the_symbol_time_index(
     )
     indexes = {str(name): str(definition) for name, definition in rows}
     assert 'ON public.trades USING btree (symbol, "time" DESC)' in indexes["trades_symbol_time"]
+    assert '(exchange, symbol, "time" DESC)' in indexes["trades_stream_time"]
     if timescale_available:
-        assert "0002" in await ledger(empty_postgres_url)
+        assert "0003" in await ledger(empty_postgres_url)
         hypertables = await query(
             empty_postgres_url,
             "SELECT compression_enabled FROM timescaledb_information.hypertables"
@@ -116,18 +117,18 @@ async def test_plain_postgres_gets_a_table_with_the_symbol_time_index(
         )
         assert hypertables == [(True,)]
     else:
-        assert await ledger(empty_postgres_url) == ["0001"]
+        assert await ledger(empty_postgres_url) == ["0001", "0002"]  # 0003 stays pending
         assert await query(
             empty_postgres_url, "SELECT relkind::text FROM pg_class WHERE relname = 'trades'"
         ) == [("r",)]
 
 
 def test_timescaledb_step_is_a_conditional_postgres_migration() -> None:
-    """0002 (hypertable + compression) requires timescaledb; SQLite has no such step."""
+    """0003 (hypertable + compression) requires timescaledb; SQLite has no such step."""
     postgres = {m.version: m for m in load_migrations("postgres")}
-    assert postgres["0002"].requires_extension == "timescaledb"
+    assert postgres["0003"].requires_extension == "timescaledb"
     assert postgres["0001"].requires_extension is None
-    assert "create_hypertable" in postgres["0002"].sql
+    assert "create_hypertable" in postgres["0003"].sql
     assert [m.requires_extension for m in load_migrations("sqlite")] == [None]
 
 

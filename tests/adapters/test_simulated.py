@@ -59,11 +59,6 @@ def test_trade_ids_count_up_from_one_per_symbol() -> None:
         assert symbol_ids == list(range(1, len(symbol_ids) + 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two spellings of one symbol make two walks of the same normalized symbol, "
-    "each numbering trade ids from 1: duplicate (exchange, symbol, trade_id)",
-)
 def test_one_symbol_spelled_twice_still_has_unique_trade_ids() -> None:
     """A trade is identified by (exchange, symbol, trade_id): ids never repeat in a stream."""
     trades = run(SimulatedMarket(["BTCUSDT", "btc-usdt"], 20, seed=5), 100)

@@ -23,9 +23,10 @@ sides = st.sampled_from([None, Side.BUY, Side.SELL])
 
 @st.composite
 def exact_decimals(draw: st.DrawFn, max_digits: int = 38, min_exp: int = -20) -> Decimal:
-    """Positive decimals as exchanges write them: up to `max_digits` digits, any scale."""
-    digits = draw(st.integers(1, 10**max_digits - 1))
+    """Positive decimals as exchanges write them: integer digits + decimal places <= max_digits
+    (the validation limit), any scale."""
     exponent = draw(st.integers(min_exp, 10))
+    digits = draw(st.integers(1, 10 ** (max_digits - max(exponent, 0)) - 1))
     return Decimal(f"{digits}E{exponent}")
 
 

@@ -151,16 +151,12 @@ def test_window_below_one_raises(window: int) -> None:
         Scorer(window)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validation bounds digits, not magnitude, so valid prices 1E+40 and 1E-50 need "
-    "91 digits in one sum; the prec=80 running sum rounds and stays wrong forever",
-)
 def test_sma_stays_exact_for_any_validated_prices() -> None:
-    """After one huge price leaves the window, a flat tiny market is HOLD at its own price."""
+    """After the largest valid price leaves the window, a flat market of the smallest valid
+    price is HOLD at exactly its own price (the sum never rounded)."""
     scorer = Scorer(2)
     outcomes = [
         outcome(scorer.score(make_trade(n, price=p)))
-        for n, p in enumerate(["1E+40", "1E-50", "1E-50", "1E-50"], start=1)
+        for n, p in enumerate(["9" * 38, "1E-38", "1E-38", "1E-38"], start=1)
     ]
-    assert outcomes[2:] == [(Decimal("1E-50"), Signal.HOLD)] * 2
+    assert outcomes[2:] == [(Decimal("1E-38"), Signal.HOLD)] * 2

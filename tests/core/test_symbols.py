@@ -70,10 +70,6 @@ def test_longest_valid_symbol_is_32_chars() -> None:
     assert normalize_symbol("a" * 32) == "A" * 32
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.upper() maps non-ASCII letters into A-Z ('ß'->'SS', 'ı'->'I', 'ﬁ'->'FI')",
-)
 @pytest.mark.parametrize("raw_symbol", ["ßtc", "ıcp", "ﬁl"])
 def test_non_ascii_letters_are_rejected(raw_symbol: str) -> None:
     """Characters outside A-Z0-9 never sneak in through Unicode case mapping."""

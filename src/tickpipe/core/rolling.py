@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import deque
 from decimal import Context, Decimal
 
-# Enough digits that sums of realistic prices (<= 38 digits each) stay exact.
-_CONTEXT = Context(prec=80)
+# Validated prices span at most 38 digits between 10^37 and 10^-38 (core/trade.py), so a sum of
+# up to 10^6 of them, or one of them times the window, needs at most 82 digits: exact at 100.
+_CONTEXT = Context(prec=100)
 
 
 class RollingMean:

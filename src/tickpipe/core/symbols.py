@@ -14,6 +14,8 @@ class InvalidSymbol(ValueError):
 
 def normalize_symbol(raw_symbol: str) -> str:
     """`BTC-USD`, `btc/usd`, `BTC_USD` -> `BTCUSD`; raises InvalidSymbol on anything else."""
+    if not raw_symbol.isascii():  # str.upper() would map 'ß' to 'SS', 'ı' to 'I'
+        raise InvalidSymbol(f"invalid symbol {raw_symbol!r}: expected ASCII letters/digits")
     symbol = raw_symbol.strip().upper().translate(_SEPARATORS)
     if not _NORMALIZED.fullmatch(symbol):
         raise InvalidSymbol(f"invalid symbol {raw_symbol!r}: expected 2-32 letters/digits")

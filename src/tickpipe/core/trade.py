@@ -19,7 +19,8 @@ EXCHANGES = frozenset({"simulated", "binance", "coinbase", "kraken"})
 MIN_TIME_US = 1_230_768_000_000_000  # 2009-01-01T00:00:00Z
 MAX_CLOCK_SKEW_US = 86_400_000_000
 MAX_TRADE_ID_LENGTH = 64
-MAX_DECIMAL_DIGITS = 38  # fits NUMERIC and any exchange's tick size
+MAX_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+MAX_DECIMAL_DIGITS = 38  # integer digits + decimal places: any exchange's amounts, exactly
 
 
 class Side(StrEnum):
@@ -64,8 +65,16 @@ def check_positive(value: Decimal, field: str) -> Decimal:
         raise InvalidTrade(f"{field} {value} is not finite")
     if value <= 0:
         raise InvalidTrade(f"{field} {value} is not positive")
-    if len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
-        raise InvalidTrade(f"{field} has more than {MAX_DECIMAL_DIGITS} digits")
+    # Bounding the span (not just the digit count) keeps every window sum exact: see rolling.py.
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked above
+    integer_digits = max(value.adjusted() + 1, 0)
+    decimal_places = max(-exponent, 0)
+    if integer_digits + decimal_places > MAX_DECIMAL_DIGITS:
+        raise InvalidTrade(
+            f"{field} spans {integer_digits + decimal_places} digits (integer digits + decimal"
+            f" places); at most {MAX_DECIMAL_DIGITS}"
+        )
     return value
 
 
@@ -127,6 +136,8 @@ def check_time_us(exchange_time_us: int, ingest_time_us: int) -> None:
         raise InvalidTrade(f"exchange time {exchange_time_us} us is before 2009")
     if ingest_time_us < MIN_TIME_US:
         raise InvalidTrade(f"ingest time {ingest_time_us} us is before 2009")
+    if ingest_time_us > MAX_TIME_US:
+        raise InvalidTrade(f"ingest time {ingest_time_us} us is after 2100")
     if exchange_time_us > ingest_time_us + MAX_CLOCK_SKEW_US:
         raise InvalidTrade(f"exchange time {exchange_time_us} us is more than a day ahead")
 

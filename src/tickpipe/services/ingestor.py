@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from tickpipe.ports import TradeSink, TradeSource
-from tickpipe.telemetry import metrics
+from tickpipe.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,17 @@ async def run_ingestor(source: TradeSource, sink: TradeSink, stop: asyncio.Event
 async def _forward(source: TradeSource, sink: TradeSink) -> None:
     counters: dict[tuple[str, str], Counter] = {}
     async for trade in source.trades():
-        await sink.send(trade)
+        if tracing.enabled():
+            with tracing.span(
+                "ingest",
+                kind=SpanKind.PRODUCER,
+                exchange=trade.exchange,
+                symbol=trade.symbol,
+                trade_id=trade.trade_id,
+            ):
+                await sink.send(trade)  # the sink sends this span's context with the trade
+        else:
+            await sink.send(trade)
         counter = counters.get(trade.key)
         if counter is None:
             counter = counters[trade.key] = metrics.trades_ingested.labels(*trade.key)

@@ -15,11 +15,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from opentelemetry.trace import SpanKind
+
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
 from tickpipe.services.retry import Backoff
-from tickpipe.telemetry import metrics
+from tickpipe.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,17 +112,26 @@ class Processor:
         if not self._messages:
             return
         batch, messages = self._batch, self._messages
-        started_s = time.monotonic()
-        if batch:
-            inserted = await self._retry("store write", lambda: self._store.write(batch))
-            metrics.trades_stored.inc(inserted)
-            metrics.batch_size.observe(len(batch))
-            metrics.flush_seconds.observe(time.monotonic() - started_s)
-        await self._retry("commit", lambda: self._consumer.commit(messages))
-        self._batch, self._messages = [], []
-        if batch:
-            await self._publish(batch)
-            _count(batch)
+        with tracing.span(
+            "process batch",
+            kind=SpanKind.CONSUMER,
+            links=(m.traceparent for m in messages),
+            trades=len(batch),
+        ):
+            if batch:
+                started_s = time.monotonic()
+                with tracing.span("store.write", trades=len(batch)):
+                    inserted = await self._retry("store write", lambda: self._store.write(batch))
+                metrics.trades_stored.inc(inserted)
+                metrics.batch_size.observe(len(batch))
+                metrics.flush_seconds.observe(time.monotonic() - started_s)
+            with tracing.span("bus.commit", messages=len(messages)):
+                await self._retry("commit", lambda: self._consumer.commit(messages))
+            self._batch, self._messages = [], []
+            if batch:
+                with tracing.span("publish", trades=len(batch)):
+                    await self._publish(batch)
+                _count(batch)
 
     async def _publish(self, batch: Sequence[ScoredTrade]) -> None:
         # Live updates are best effort: storage must go on while the pub/sub is down.

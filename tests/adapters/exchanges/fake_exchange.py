@@ -190,6 +190,8 @@ class FakeExchange:
     raw_symbols: Sequence[str]
     scripts: Sequence[Script] = (stream(5),)  # connection n runs scripts[min(n, len - 1)]
     unknown_symbols: frozenset[str] = frozenset()
+    # Coinbase/Kraken: answer the first subscribe message with this frame instead of an ack.
+    subscribe_reply: str | None = None
     heartbeat_interval_s: float = 0.05
     history: list[FakeTrade] = field(default_factory=list)
     connections: int = 0
@@ -345,6 +347,9 @@ async def _coinbase_handshake(fake: FakeExchange, ws: ServerConnection) -> list[
     while len(channels) < 2:
         message = await fake._recv_json(ws)
         assert message["type"] == "subscribe", message
+        if fake.subscribe_reply is not None:
+            await ws.send(fake.subscribe_reply)
+            return None
         products = message["product_ids"]
         unknown = [p for p in products if p in fake.unknown_symbols]
         if unknown:
@@ -375,14 +380,16 @@ async def _kraken_handshake(fake: FakeExchange, ws: ServerConnection) -> list[st
     status = {
         "channel": "status",
         "type": "update",
-        "data": [
-            {"version": "2.0.0", "system": "online", "api_version": "v2", "connection_id": 1}
-        ],
+        "data": [{"version": "2.0.0", "system": "online", "api_version": "v2", "connection_id": 1}],
     }
     await ws.send(json.dumps(status))
     message = await fake._recv_json(ws)
-    assert message["method"] == "subscribe" and message["params"]["channel"] == "trade", message
-    pairs = message["params"]["symbol"]
+    assert message["method"] == "subscribe", message
+    assert message["params"]["channel"] == "trade", message
+    if fake.subscribe_reply is not None:
+        await ws.send(fake.subscribe_reply)
+        return None
+    pairs: list[str] = message["params"]["symbol"]
     snapshot = message["params"].get("snapshot", True)
     stamp = format_time_us(time.time_ns() // 1000)
     refused = False

@@ -7,9 +7,9 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+
 from adapters.exchanges.fake_exchange import FakeExchange, Session, stream, trade_key
 from adapters.exchanges.support import INGEST_TIME_US, MetricDelta, recorded, source_for, take
-
 from tickpipe.adapters.exchanges import binance
 from tickpipe.adapters.exchanges.feed import SubscriptionRejected
 from tickpipe.adapters.exchanges.frames import EventKind, RejectReason
@@ -21,16 +21,18 @@ def test_documented_trade_frame_parses_exactly() -> None:
     result = binance.parse_frame(recorded("binance_trade.json"), INGEST_TIME_US)
     (trade,) = result.trades
     assert (trade.exchange, trade.symbol, trade.trade_id) == ("binance", "BNBBTC", "12345")
-    assert str(trade.price) == "0.001" and str(trade.quantity) == "100"
+    assert (str(trade.price), str(trade.quantity)) == ("0.001", "100")
     assert trade.side is Side.SELL
     assert trade.exchange_time_us == 1_672_515_782_136_000
     assert trade.ingest_time_us == INGEST_TIME_US
-    assert result.rejections == () and result.events == ()
+    assert (result.rejections, result.events) == ((), ())
 
 
 def test_buyer_taker_is_a_buy_and_trailing_zeros_survive() -> None:
     """m=false -> taker bought; "65000.10000000" stays that exact decimal."""
-    (trade,) = binance.parse_frame(recorded("binance_trade_buyer_taker.json"), INGEST_TIME_US).trades
+    (trade,) = binance.parse_frame(
+        recorded("binance_trade_buyer_taker.json"), INGEST_TIME_US
+    ).trades
     assert trade.side is Side.BUY
     assert str(trade.price) == "65000.10000000"
     assert trade.price.as_tuple() == Decimal("65000.10000000").as_tuple()
@@ -122,13 +124,15 @@ async def test_trades_missed_during_a_drop_are_counted_as_gaps() -> None:
         session.miss_trades(4)  # two per symbol happen while we are away
         await session.drop()
 
-    gaps = {s: MetricDelta("tickpipe_trade_id_gaps_total", exchange="binance", symbol=s)
-            for s in ("BTCUSDT", "ETHUSDT")}
+    gaps = {
+        s: MetricDelta("tickpipe_trade_id_gaps_total", exchange="binance", symbol=s)
+        for s in ("BTCUSDT", "ETHUSDT")
+    }
     async with FakeExchange("binance", ("BTCUSDT", "ETHUSDT"), scripts=[first, stream(2)]) as fake:
         trades = await take(source_for("binance", fake.url), 4)
     sent = [t.key() for t in fake.history]
     assert [trade_key(t) for t in trades] == sent[:2] + sent[-2:]
-    assert gaps["BTCUSDT"]() == 2 and gaps["ETHUSDT"]() == 2
+    assert (gaps["BTCUSDT"](), gaps["ETHUSDT"]()) == (2, 2)
 
 
 async def test_server_shutdown_event_reconnects_at_once() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from adapters.exchanges.fake_exchange import FakeExchange, Session, stream, trade_key
 from adapters.exchanges.support import (
     SYMBOLS,
@@ -14,7 +15,6 @@ from adapters.exchanges.support import (
     source_for,
     take,
 )
-
 from tickpipe.adapters.exchanges.feed import SubscriptionRejected
 
 VENUES = ["binance", "coinbase", "kraken"]

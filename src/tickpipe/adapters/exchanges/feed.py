@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -170,7 +170,7 @@ class ExchangeFeed:
         """The connections this feed opens; raises SubscriptionRejected for unusable symbols."""
         return self.venue.plan_connections(self.raw_symbols, self.url)
 
-    async def trades(self) -> AsyncIterator[Trade]:
+    async def trades(self) -> AsyncGenerator[Trade, None]:
         plans = self.connection_plans()
         ids: TradeIdFilter = (
             SequentialIds() if self.venue.sequential_ids else RecentIds(self.settings.dedupe_window)

@@ -58,9 +58,9 @@ class SimulatedMarket:
         self.rate_per_s = rate_per_s
         self._random = random.Random(seed)
         self._walks = []
-        for raw in raw_symbols:
-            price = _start_price(normalize_symbol(raw))
-            self._walks.append(_Walk(normalize_symbol(raw), price, _decimals_for(price)))
+        for symbol in dict.fromkeys(normalize_symbol(raw) for raw in raw_symbols):
+            price = _start_price(symbol)
+            self._walks.append(_Walk(symbol, price, _decimals_for(price)))
 
     def next_trade(self, now_us: int) -> Trade:
         """One trade of a random symbol: the walk moves, the taker side follows the move."""

@@ -20,6 +20,7 @@ from tickpipe.core.symbols import InvalidSymbol, normalize_symbol, parse_symbol_
 from tickpipe.ports import TradeReader, UpdateFeed
 from tickpipe.services.gateway.api import api_router
 from tickpipe.services.gateway.live import Broadcaster
+from tickpipe.telemetry.http_tracing import TracingMiddleware
 from tickpipe.telemetry.probes import Check, probe_routes
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_app(
         description="Trade history, snapshots and live updates of the tickpipe pipeline.",
         lifespan=lifespan,
     )
+    app.add_middleware(TracingMiddleware)
     app.include_router(api_router(store, feed, window))
     app.router.routes.extend(probe_routes(checks))
     _install_error_handlers(app)

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tickpipe.ports import UpdateFeed
 from tickpipe.services.retry import Backoff
-from tickpipe.telemetry import metrics
+from tickpipe.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class Broadcaster:
             try:
                 async for frames in self._feed.frames():
                     attempt = 0
-                    self._fan_out([(frame.symbol, frame.data.decode()) for frame in frames])
+                    with tracing.span("broadcast", frames=len(frames), clients=len(self._clients)):
+                        self._fan_out([(frame.symbol, frame.data.decode()) for frame in frames])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the feed is re-subscribed, never fatal

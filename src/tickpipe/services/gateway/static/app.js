@@ -59,8 +59,7 @@ const state = {
   retryTimer: null,
   retryAt: 0,
   frameRequested: false,
-  directionFrom: null, // price the snapshot's up/down colour compares against
-  directionAt: 0,
+  directionAt: 0, // when the snapshot's up/down colour last changed
   viewReset: false, // chart/table/snapshot to be emptied on the next frame
   framesThisSecond: 0,
   rate: 0,
@@ -87,7 +86,6 @@ function render() {
     state.viewReset = false;
     el.tbody.textContent = "";
     el.tradesCount.textContent = "";
-    state.directionFrom = null;
     renderSnapshot();
   }
   if (state.pending.length) {
@@ -137,13 +135,12 @@ function renderSnapshot() {
   el.snapshot.dataset.symbol = t.symbol;
   el.snapshot.dataset.exchange = t.exchange;
   el.snapshot.dataset.tradeId = String(t.trade_id);
-  // Up/down against the price shown at least DIRECTION_MS ago: a tick at low rates, and no
-  // red/green flicker at hundreds of trades per second.
+  // Up/down against the previous trade, as in the table's top row, but re-coloured at most
+  // every DIRECTION_MS: no red/green flicker at hundreds of trades per second.
   const now = performance.now();
-  if (now - state.directionAt >= DIRECTION_MS) {
-    const from = state.directionFrom;
-    if (from !== null && t.price !== from) el.price.dataset.direction = t.price > from ? "up" : "down";
-    state.directionFrom = t.price;
+  const before = state.recent.length > 1 ? state.recent[state.recent.length - 2].price : t.price;
+  if (t.price !== before && now - state.directionAt >= DIRECTION_MS) {
+    el.price.dataset.direction = t.price > before ? "up" : "down";
     state.directionAt = now;
   }
   el.price.textContent = formatPrice(t.price, decimals);
@@ -384,6 +381,14 @@ async function seed(sel, generation) {
 
 const keyOf = (sel) => `${sel.exchange}:${sel.symbol}`;
 
+function hashKey() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return ""; // a mangled hand-typed URL: fall back to the default symbol
+  }
+}
+
 function parseKey(key) {
   const [exchange, symbol] = key.includes(":") ? key.split(":", 2) : ["", key];
   return symbol ? { exchange, symbol: symbol.toUpperCase() } : null;
@@ -467,13 +472,13 @@ el.picker.addEventListener("change", () => {
 });
 
 window.addEventListener("hashchange", () => {
-  const sel = parseKey(decodeURIComponent(location.hash.slice(1)));
+  const sel = parseKey(hashKey());
   if (sel && sel.exchange) select(sel);
 });
 
 // ---------------------------------------------------------------- start
 
-const fromHash = parseKey(decodeURIComponent(location.hash.slice(1)));
+const fromHash = parseKey(hashKey());
 if (fromHash && fromHash.exchange) select(fromHash);
 renderSnapshot();
 requestRender();

@@ -355,9 +355,9 @@ export class PriceChart {
 
     const lines = [
       formatClock(p.t, true),
-      `price ${formatPrice(p.price, decimals)}`,
-      `sma   ${p.sma === null || p.sma === undefined ? "—" : formatPrice(p.sma, decimals)}`,
-      `      ${p.signal}`,
+      `price  ${formatPrice(p.price, decimals)}`,
+      `sma    ${p.sma === null || p.sma === undefined ? "—" : formatPrice(p.sma, decimals)}`,
+      `signal ${p.signal}`,
     ];
     const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 16;
     const boxH = lines.length * 15 + 10;
