@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,7 +28,8 @@ def open_source(settings: Settings) -> TradeSource:
     if settings.source == "simulated":
         from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 
-        return SimulatedMarket(symbols, settings.sim_rate, settings.sim_seed)
+        run_start_us = time.time_ns() // 1000
+        return SimulatedMarket(symbols, settings.sim_rate, settings.sim_seed, run_start_us)
     if settings.source == "binance":
         from tickpipe.adapters.exchanges.binance import binance_source
 
@@ -101,7 +104,9 @@ async def prepare_kafka(settings: Settings, command: str) -> str:
 
     bootstrap = require_kafka(settings, command)
     try:
-        ensure_topics(bootstrap, settings.kafka_topic, settings.kafka_partitions)
+        await asyncio.to_thread(
+            ensure_topics, bootstrap, settings.kafka_topic, settings.kafka_partitions
+        )
     except KafkaUnavailable as exc:
         raise MissingDependency(str(exc)) from None
     return bootstrap

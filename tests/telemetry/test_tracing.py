@@ -72,7 +72,8 @@ async def test_a_trades_trace_crosses_ingest_kafka_process(
     assert ingest_contexts <= linked
     writes = [s for s in finished if s.name == "store.write"]
     batch_ids = {b.context.span_id for b in batches}
-    assert writes and all(w.parent is not None and w.parent.span_id in batch_ids for w in writes)
+    assert writes
+    assert all(w.parent is not None and w.parent.span_id in batch_ids for w in writes)
 
 
 def test_tracing_is_off_by_default_and_adds_no_header() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tickpipe.adapters.exchanges import fields
 from tickpipe.adapters.exchanges.decimal_json import loads_exact
 from tickpipe.adapters.exchanges.frames import FrameRejected, RejectReason
+from tickpipe.core.trade import datetime_to_time_us, format_time_us
 
 
 @pytest.mark.parametrize(
@@ -92,3 +96,10 @@ def test_what_is_not_json_is_rejected_as_invalid_json(frame: str | bytes) -> Non
     with pytest.raises(FrameRejected) as caught:
         loads_exact(frame)
     assert caught.value.reason is RejectReason.INVALID_JSON
+
+
+@given(moment=st.datetimes(min_value=datetime(2009, 1, 1), max_value=datetime(2100, 1, 1)))
+def test_any_formatted_time_reads_back_to_the_same_microsecond(moment: datetime) -> None:
+    """format_time_us and rfc3339_to_us are inverses (against the core's own conversion)."""
+    time_us = datetime_to_time_us(moment.replace(tzinfo=UTC))
+    assert fields.rfc3339_to_us(format_time_us(time_us)) == time_us

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from adapters.exchanges.fake_exchange import FakeExchange, Session, stream, trade_key
+from adapters.exchanges.fake_exchange import FakeExchange, Session, run_in_thread, stream, trade_key
 from adapters.exchanges.support import (
     SYMBOLS,
     MetricDelta,
@@ -208,3 +208,10 @@ async def test_trade_for_a_symbol_not_subscribed_is_dropped(venue: str) -> None:
         trades = await take(source_for(venue, fake.url, raw_symbols), 1)
     assert [trade_key(t) for t in trades] == [t.key() for t in fake.history]
     assert unknown() == 1
+
+
+async def test_fake_exchange_also_serves_from_its_own_thread() -> None:
+    """The helper the end-to-end tests use: the fake in a thread, the source in this loop."""
+    with run_in_thread(FakeExchange("kraken", SYMBOLS["kraken"], scripts=[stream(3)])) as fake:
+        trades = await take(source_for("kraken", fake.url), 3)
+    assert [trade_key(t) for t in trades] == [t.key() for t in fake.history]

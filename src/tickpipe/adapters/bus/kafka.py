@@ -34,6 +34,7 @@ from tickpipe.adapters.bus import wire
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.tracing import current_traceparent
 
 _log = logging.getLogger(__name__)
 
@@ -64,14 +65,6 @@ _PARTITIONS_MOVED = frozenset(
         KafkaError._ASSIGNMENT_LOST,
     }
 )
-
-
-def _no_traceparent() -> str | None:
-    return None
-
-
-# The W3C traceparent of the current span, sent with each trade. Tracing replaces this hook.
-current_traceparent: Callable[[], str | None] = _no_traceparent
 
 
 class KafkaUnavailable(RuntimeError):

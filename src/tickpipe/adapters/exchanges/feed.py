@@ -79,7 +79,7 @@ class FeedSettings:
     idle_timeout_s: float = 30.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    healthy_after_s: float = 10.0  # a connection that lasted this long resets the backoff
+    healthy_after_s: float = 10.0  # a connection that stayed up this long resets the backoff
     open_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
     max_frame_bytes: int = 1 << 20
@@ -239,8 +239,7 @@ class ExchangeFeed:
         confirmed = False  # the venue acknowledged us or sent a trade
 
         def ended(why: str, immediate: bool = False) -> _Ended:
-            lasted_s = loop.time() - opened_s
-            return _Ended(why, confirmed and lasted_s >= settings.healthy_after_s, immediate)
+            return _Ended(why, loop.time() - opened_s >= settings.healthy_after_s, immediate)
 
         log.info(
             "%s: connected to %s for %d symbols",

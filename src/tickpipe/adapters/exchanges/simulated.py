@@ -1,7 +1,8 @@
 """The simulated exchange: a seeded random walk per symbol, at a steady rate.
 
-Same seed, same trades (symbols, ids, prices, sizes, sides); only the timestamps are the
-wall clock's. Prices and sizes are exact decimal strings quantized to realistic tick sizes.
+Same seed, same trades (symbols, prices, sizes, sides, ids relative to the first one); the
+timestamps are the wall clock's. Prices and sizes are exact decimal strings quantized to
+realistic tick sizes.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ def _decimals_for(price: float) -> int:
 
 
 class SimulatedMarket:
-    """A TradeSource. `rate_per_s` trades per second over all symbols together."""
+    """A TradeSource. `rate_per_s` trades per second over all symbols together. Trade ids of
+    every symbol count up from `first_trade_id`; the CLI starts them at the run's start time in
+    microseconds, so ids stay unique (and increasing) across restarts on the same database."""
 
     def __init__(
-        self, raw_symbols: Sequence[str], rate_per_s: float, seed: int | None = None
+        self,
+        raw_symbols: Sequence[str],
+        rate_per_s: float,
+        seed: int | None = None,
+        first_trade_id: int = 1,
     ) -> None:
         if not raw_symbols:
             raise ValueError("the simulated market needs at least one symbol")
@@ -60,7 +67,7 @@ class SimulatedMarket:
         self._walks = []
         for symbol in dict.fromkeys(normalize_symbol(raw) for raw in raw_symbols):
             price = _start_price(symbol)
-            self._walks.append(_Walk(symbol, price, _decimals_for(price)))
+            self._walks.append(_Walk(symbol, price, _decimals_for(price), first_trade_id))
 
     def next_trade(self, now_us: int) -> Trade:
         """One trade of a random symbol: the walk moves, the taker side follows the move."""

@@ -96,7 +96,8 @@ WHERE symbol = $1 AND exchange = $2
 ORDER BY time DESC, id DESC
 LIMIT $3
 """
-# A loose index scan: one index probe per distinct (exchange, symbol), however many rows.
+# A loose index scan: one index probe per distinct (exchange, symbol), however many rows, then
+# the newest row of each stream through (exchange, symbol, time) (on TimescaleDB: newest chunk).
 _SYMBOLS = """
 WITH RECURSIVE streams (exchange, symbol) AS (
     (SELECT exchange, symbol FROM trades ORDER BY exchange, symbol LIMIT 1)
@@ -113,7 +114,7 @@ SELECT newest.* FROM streams CROSS JOIN LATERAL (
     SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
     FROM trades AS t
     WHERE t.exchange = streams.exchange AND t.symbol = streams.symbol
-    ORDER BY t.id DESC
+    ORDER BY t.time DESC, t.id DESC
     LIMIT 1
 ) AS newest
 ORDER BY newest.exchange, newest.symbol
@@ -219,7 +220,7 @@ class PostgresStore:
         return rows[0] if rows else None
 
     async def symbols(self) -> list[ScoredTrade]:
-        """The most recently processed (highest id) trade of every (exchange, symbol)."""
+        """The latest trade (by time, then id, as in `latest`) of every (exchange, symbol)."""
         return [_scored(row) for row in await self._pool.fetch(_SYMBOLS)]
 
     async def ping(self) -> None:
