@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 
+from fixtures.postgres import drop_database
 from fixtures.trades import BASE_TIME_US, make_trade
+from tickpipe.adapters.store.errors import StoreUnavailable
 from tickpipe.adapters.store.migrate import migrate
 from tickpipe.adapters.store.postgres import open_postgres_store
 from tickpipe.adapters.store.sqlite import open_sqlite_store
@@ -248,6 +250,22 @@ async def test_sql_looking_text_is_stored_and_matched_literally(store: TradeStor
 async def test_ping_answers(store: TradeStore) -> None:
     """ping returns while the database answers."""
     await store.ping()
+
+
+@pytest.mark.infra
+async def test_postgres_ping_fails_clearly_once_the_database_is_gone(
+    empty_postgres_url: str,
+) -> None:
+    """ping raises StoreUnavailable (the gateway's readyz answers 503) when PostgreSQL is gone."""
+    await migrate(empty_postgres_url)
+    store = await open_postgres_store(empty_postgres_url)
+    try:
+        await store.ping()
+        drop_database(empty_postgres_url.rsplit("/", 1)[-1])
+        with pytest.raises(StoreUnavailable, match=r"PostgreSQL at .* is unavailable"):
+            await store.ping()
+    finally:
+        await store.close()
 
 
 @pytest.mark.slow

@@ -76,6 +76,8 @@ class Venue:
 
 @dataclass(frozen=True, slots=True)
 class FeedSettings:
+    """Tuning of the loop. The defaults suit the live venues; tests shrink the times."""
+
     idle_timeout_s: float = 30.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0

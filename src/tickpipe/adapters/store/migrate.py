@@ -18,7 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
+
 from tickpipe.adapters.store.errors import MigrationFailed, StoreUnavailable, describe_url
+from tickpipe.adapters.store.postgres import connect_postgres, unavailable
 from tickpipe.adapters.store.sqlite import sqlite_path
 
 Dialect = Literal["postgres", "sqlite"]
@@ -99,49 +102,49 @@ async def migrate(database_url: str) -> list[str]:
 
 
 async def _migrate_postgres(database_url: str) -> list[str]:
-    import asyncpg
-
-    from tickpipe.adapters.store.postgres import connect_postgres
-
     connection = await connect_postgres(database_url)
-    applied_now: list[str] = []
     try:
-        await connection.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
-        await connection.execute(_POSTGRES_LEDGER)
-        rows = await connection.fetch("SELECT version FROM schema_migrations")
-        applied = {row["version"] for row in rows}
-        for migration in load_migrations("postgres"):
-            if migration.version in applied:
-                continue
-            extension = migration.requires_extension
-            if extension is not None and not await _enable_extension(connection, extension):
-                _log.info("migration %s skipped: %s is not available", migration.name, extension)
-                continue
-            try:
-                async with connection.transaction():
-                    await connection.execute(migration.sql)
-                    await connection.execute(
-                        "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
-                    )
-            except asyncpg.PostgresError as exc:
-                raise MigrationFailed(f"migration {migration.name} failed: {exc}") from exc
-            _log.info("applied migration %s", migration.name)
-            applied_now.append(migration.version)
+        return await _apply_postgres(connection)
+    except (OSError, asyncpg.InterfaceError) as exc:  # the connection dropped mid-run
+        raise unavailable(describe_url(database_url), exc) from exc
     finally:
         await connection.close()  # also releases the advisory lock
+
+
+async def _apply_postgres(connection: Any) -> list[str]:
+    applied_now: list[str] = []
+    await connection.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
+    await connection.execute(_POSTGRES_LEDGER)
+    rows = await connection.fetch("SELECT version FROM schema_migrations")
+    applied = {row["version"] for row in rows}
+    for migration in load_migrations("postgres"):
+        if migration.version in applied:
+            continue
+        extension = migration.requires_extension
+        if extension is not None and not await _enable_extension(connection, extension):
+            _log.info("migration %s skipped: %s is not available", migration.name, extension)
+            continue
+        try:
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
+                )
+        except asyncpg.PostgresError as exc:
+            raise MigrationFailed(f"migration {migration.name} failed: {exc}") from exc
+        _log.info("applied migration %s", migration.name)
+        applied_now.append(migration.version)
     return applied_now
 
 
 async def _enable_extension(connection: Any, extension: str) -> bool:
     """True when the extension is (now) created in this database; False, logged, if it cannot be."""
-    import asyncpg
-
-    installed_version = await connection.fetchrow(
+    available = await connection.fetchrow(
         "SELECT installed_version FROM pg_available_extensions WHERE name = $1", extension
     )
-    if installed_version is None:
+    if available is None:
         return False
-    if installed_version["installed_version"] is not None:
+    if available["installed_version"] is not None:
         return True
     try:
         async with connection.transaction():
