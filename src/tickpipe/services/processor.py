@@ -93,19 +93,23 @@ class Processor:
             await self._retry("dead-letter", lambda: self._consumer.dead_letter(poison))
             for message in poison:
                 log.warning("moved a bus message to the DLQ: %s", message.error)
+        scorer, batch = self._scorer, self._batch
         for message in messages:
-            if message.trade is not None:
-                self._batch.append(await self._score(message.trade))
+            trade = message.trade
+            if trade is None:
+                continue
+            if not scorer.has_window(trade.key):
+                await self._rebuild_window(trade)
+            batch.append(scorer.score(trade))
         self._messages.extend(messages)
 
-    async def _score(self, trade: Trade) -> ScoredTrade:
-        scorer = self._scorer
-        if not scorer.has_window(trade.key):
-            prices = await self._retry(
-                "window rebuild", lambda: self._store.window_prices(trade, scorer.window - 1)
-            )
-            scorer.seed(trade.key, prices)
-        return scorer.score(trade)
+    async def _rebuild_window(self, trade: Trade) -> None:
+        """Seeds a stream's window with the prices stored before `trade` (restart, rebalance)."""
+        window = self._scorer.window
+        prices = await self._retry(
+            "window rebuild", lambda: self._store.window_prices(trade, window - 1)
+        )
+        self._scorer.seed(trade.key, prices)
 
     async def flush(self) -> None:
         """Writes the batch, then commits its messages, then publishes it."""

@@ -1,0 +1,81 @@
+"""Log lines: plain by default, JSON on request, with the trace id while a span is active."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tickpipe.telemetry import tracing
+from tickpipe.telemetry.logs import JsonFormatter, PlainFormatter, RateLimitedLog
+from tickpipe.telemetry.tracing import TraceIdFilter
+
+
+def record(message: str) -> logging.LogRecord:
+    made = logging.LogRecord("tickpipe.test", logging.INFO, __file__, 1, message, (), None)
+    TraceIdFilter().filter(made)
+    return made
+
+
+@pytest.fixture
+def tracing_on() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tracing.setup_tracing("tickpipe-test", exporter)
+    yield exporter
+    tracing.shutdown_tracing()
+
+
+def test_json_lines_are_one_object_per_event() -> None:
+    """A JSON log line parses and carries time, level, logger and message."""
+    line = JsonFormatter().format(record("stored 5 trades"))
+    entry = orjson.loads(line)
+    assert entry["message"] == "stored 5 trades"
+    assert entry["level"] == "info"
+    assert entry["logger"] == "tickpipe.test"
+    assert entry["time"].endswith("Z")
+    assert "\n" not in line
+    assert "trace_id" not in entry
+
+
+def test_trace_id_is_in_each_line_while_a_span_is_active(
+    tracing_on: InMemorySpanExporter,
+) -> None:
+    """Inside a span, both formats name the span's trace id."""
+    with tracing.span("process batch") as span:
+        assert span is not None
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        inside = record("inside")
+    assert orjson.loads(JsonFormatter().format(inside))["trace_id"] == trace_id
+    assert PlainFormatter("%(message)s").format(inside) == f"inside [trace {trace_id}]"
+    assert "trace" not in PlainFormatter("%(message)s").format(record("outside"))
+
+
+def test_rate_limited_log_suppresses_repeats_and_says_how_many(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within the interval one line is logged; the next one says how many were suppressed."""
+    limited = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=0.0)
+    slow = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=3600)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            slow.warning("bad", "bad frame")
+        limited.warning("x", "first")
+    assert [r.getMessage() for r in caplog.records] == ["bad frame", "first"]
+
+
+def test_otlp_endpoint_turns_tracing_on_with_the_requested_protocol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`OTEL_EXPORTER_OTLP_ENDPOINT` + `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` exports over HTTP."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    exporter = tracing._otlp_exporter()
+    assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    exporter = tracing._otlp_exporter()
+    assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert not tracing.setup_tracing("tickpipe-test")
