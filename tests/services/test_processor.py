@@ -223,3 +223,13 @@ async def test_offsets_are_committed_only_after_the_store_write(store: SqliteSto
     stop.set()
     await processor.run(stop, drain=True)
     assert consumer.events == ["write", "commit"] * 3
+
+
+async def test_a_replayed_trade_is_not_scored_twice(store: SqliteStore) -> None:
+    """Trades a restarted ingestor sends again are dropped before they reach the window."""
+    trades = stream(12)
+    bus, pubsub = MemoryBus(), RecordingPubSub()
+    await feed(bus, trades[:8] + trades[4:8] + trades[8:])
+    await run_until_idle(Processor(bus, store, pubsub, Scorer(WINDOW)), bus)
+    assert [p.trade for p in pubsub.published] == trades
+    assert [p.sma for p in pubsub.published] == reference_sma(trades)

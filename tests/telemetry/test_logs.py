@@ -69,7 +69,7 @@ def test_rate_limited_log_suppresses_repeats_and_says_how_many(
 def test_otlp_endpoint_turns_tracing_on_with_the_requested_protocol(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`OTEL_EXPORTER_OTLP_ENDPOINT` + `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` exports over HTTP."""
+    """An OTLP endpoint turns tracing on, over HTTP or gRPC as OTEL_EXPORTER_OTLP_PROTOCOL says."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     exporter = tracing._otlp_exporter()

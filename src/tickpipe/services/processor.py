@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from tickpipe.core.dedupe import RecentIds
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
@@ -26,7 +27,8 @@ from tickpipe.telemetry import metrics, tracing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
+IDLE_POLL_S = 0.1
+RECENT_IDS_PER_STREAM = 4_096  # how long an idle poll waits, i.e. how quickly a stop is noticed
 
 
 class Processor:
@@ -51,7 +53,7 @@ class Processor:
         self._batch: list[ScoredTrade] = []
         self._messages: list[BusMessage] = []
         self._batch_started_s = 0.0
-        self._stopping = False
+        self._recent = RecentIds(window=max(RECENT_IDS_PER_STREAM, scorer.window))
         self.store_healthy = True
         consumer.on_revoke(self._on_revoke)
 
@@ -62,7 +64,6 @@ class Processor:
         if drain:
             while await self._step(0.0):
                 pass
-        self._stopping = True
         await self.flush()
 
     def _poll_timeout_s(self) -> float:
@@ -93,10 +94,15 @@ class Processor:
             await self._retry("dead-letter", lambda: self._consumer.dead_letter(poison))
             for message in poison:
                 log.warning("moved a bus message to the DLQ: %s", message.error)
-        scorer, batch = self._scorer, self._batch
+        scorer, batch, recent = self._scorer, self._batch, self._recent
         for message in messages:
             trade = message.trade
             if trade is None:
+                continue
+            if not recent.admit(f"{trade.exchange}:{trade.symbol}", trade.trade_id).new:
+                # A restarted ingestor replays what its venue re-sent (snapshots, replays):
+                # scoring it twice would corrupt the window. The store would ignore it anyway.
+                metrics.duplicate_trades_dropped.labels(trade.exchange).inc()
                 continue
             if not scorer.has_window(trade.key):
                 await self._rebuild_window(trade)

@@ -25,8 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketExcepti
 from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
-from tickpipe.adapters.exchanges.dedupe import RecentIds, SequentialIds, TradeIdFilter
 from tickpipe.adapters.exchanges.frames import EventKind, ParseResult, RejectReason
+from tickpipe.core.dedupe import RecentIds, SequentialIds, TradeIdFilter
 from tickpipe.core.trade import Trade
 from tickpipe.telemetry import metrics
 

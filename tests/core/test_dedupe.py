@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickpipe.adapters.exchanges.dedupe import Admission, RecentIds, SequentialIds
+from tickpipe.core.dedupe import Admission, RecentIds, SequentialIds
 
 
 def test_sequential_ids_drop_replays_and_measure_gaps() -> None:
