@@ -19,9 +19,7 @@ def record_us(histogram: HdrHistogram, latency_us: float) -> None:
 
 def percentiles_ms(histogram: HdrHistogram) -> dict[str, float]:
     """`p50`, `p99`, `p99.9` (and `max`, `count`) in milliseconds."""
-    result = {
-        f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES
-    }
+    result = {f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
     result["max"] = histogram.get_max_value() / 1000
     result["count"] = float(histogram.get_total_count())
     return result

@@ -95,8 +95,7 @@ async def test_failed_migration_is_rolled_back_and_not_recorded(
 async def test_plain_postgres_gets_a_table_with_the_symbol_time_index(
     empty_postgres_url: str,
 ) -> None:
-    """Without TimescaleDB, `trades` is a plain table read through its (symbol, time) and
-    (exchange, symbol, time) indexes; with it, `trades` is a compressed hypertable."""
+    """Without TimescaleDB `trades` is a plain, time-indexed table; with it, a hypertable."""
     await migrate(empty_postgres_url)
     [(timescale_available,)] = await query(
         empty_postgres_url,

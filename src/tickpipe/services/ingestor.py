@@ -19,7 +19,8 @@ FLUSH_ON_STOP_S = 5.0
 
 async def run_ingestor(source: TradeSource, sink: TradeSink, stop: asyncio.Event) -> None:
     """Forwards every trade of `source` to `sink` until `stop` is set or the source fails."""
-    forwarding = asyncio.create_task(_forward(source, sink), name="ingest")
+    accepted = [0]  # trades handed to the sink, for the summary line at stop
+    forwarding = asyncio.create_task(_forward(source, sink, accepted), name="ingest")
     stopping = asyncio.create_task(stop.wait(), name="ingest-stop")
     try:
         await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -32,11 +33,13 @@ async def run_ingestor(source: TradeSource, sink: TradeSink, stop: asyncio.Event
         undelivered = await sink.flush(FLUSH_ON_STOP_S)
         if undelivered:
             log.error("%d trades were not delivered to the bus before stopping", undelivered)
+        # The exact total, so that accepted = stored + dropped can be checked after a run.
+        log.info("ingestor stopped: %d trades accepted from the source", accepted[0])
     if not forwarding.cancelled():
         forwarding.result()  # a failed source (e.g. a rejected subscription) propagates
 
 
-async def _forward(source: TradeSource, sink: TradeSink) -> None:
+async def _forward(source: TradeSource, sink: TradeSink, accepted: list[int]) -> None:
     counters: dict[tuple[str, str], Counter] = {}
     async for trade in source.trades():
         if tracing.enabled():
@@ -50,6 +53,7 @@ async def _forward(source: TradeSource, sink: TradeSink) -> None:
                 await sink.send(trade)  # the sink sends this span's context with the trade
         else:
             await sink.send(trade)
+        accepted[0] += 1
         counter = counters.get(trade.key)
         if counter is None:
             counter = counters[trade.key] = metrics.trades_ingested.labels(*trade.key)

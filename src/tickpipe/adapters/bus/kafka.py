@@ -187,6 +187,7 @@ class KafkaSink:
             }
         )
         self._shedding = False  # the queue stayed full for max_block_s and has had no room since
+        self._dropped = 0  # logged as one exact total at close: the rate-limited lines skip some
         self._closed = False
         self._stopping = threading.Event()
         self._reporter = threading.Thread(
@@ -208,6 +209,7 @@ class KafkaSink:
             except BufferError:
                 if self._shedding or time.monotonic() >= deadline_s:
                     self._shedding = True
+                    self._dropped += 1
                     metrics.producer_dropped.inc()
                     self._log_drop(
                         logging.ERROR,
@@ -239,6 +241,11 @@ class KafkaSink:
             self._producer.purge()
             self._producer.flush(0)
         metrics.producer_queue_depth.set(0)
+        if self._dropped:
+            _log.error(
+                "%d trades dropped in total because the Kafka producer queue was full",
+                self._dropped,
+            )
 
     def _serve_delivery_reports(self) -> None:
         producer = self._producer

@@ -1,0 +1,70 @@
+"""The WebSocket ceiling: a bare `websockets` server broadcasting trade frames to its clients.
+
+    python -m benchmarks.harness.ws_broadcast PORT --clients 100 --updates 10000
+
+Prints `LISTENING`, waits for `clients` connections, then broadcasts `updates` distinct trade
+frames (tickpipe's frame JSON) with `websockets.broadcast`, as fast as the slowest client's write
+buffer allows, and closes every connection once its buffer has drained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from benchmarks.harness import workload
+from tickpipe.adapters.pubsub.frames import update_frame
+
+HIGH_WATER_BYTES = 256 * 1024  # waits for the clients above this much unsent data
+FRAMES_PER_CHECK = 20
+
+
+def _buffered_bytes(connections: set[ServerConnection]) -> int:
+    return max((c.transport.get_write_buffer_size() for c in connections), default=0)
+
+
+async def run_server(port: int, clients: int, updates: int, compression: str) -> None:
+    texts = [update_frame(s).decode() for s in workload.scored(updates)]
+    connected: set[ServerConnection] = set()
+    all_connected = asyncio.Event()
+
+    async def handler(connection: ServerConnection) -> None:
+        connected.add(connection)
+        if len(connected) >= clients:
+            all_connected.set()
+        await connection.wait_closed()
+
+    async with serve(
+        handler,
+        "127.0.0.1",
+        port,
+        compression=None if compression == "none" else "deflate",
+        ping_interval=None,
+    ):
+        print("LISTENING", flush=True)
+        await all_connected.wait()
+        for index, text in enumerate(texts):
+            broadcast(connected, text)
+            if index % FRAMES_PER_CHECK == FRAMES_PER_CHECK - 1:
+                while _buffered_bytes(connected) > HIGH_WATER_BYTES:  # noqa: ASYNC110 - no event for it
+                    await asyncio.sleep(0.001)
+        while _buffered_bytes(connected) > 0:  # noqa: ASYNC110 - no event for it
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        await asyncio.gather(*(c.close() for c in connected), return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--updates", type=int, default=10_000)
+    parser.add_argument("--compression", choices=("none", "deflate"), default="none")
+    args = parser.parse_args()
+    asyncio.run(run_server(args.port, args.clients, args.updates, args.compression))
+
+
+if __name__ == "__main__":
+    main()

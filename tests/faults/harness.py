@@ -1,0 +1,266 @@
+"""Shared by the fault scenarios: environments for the real processes, and the audits of what they
+stored (exactly once, with the SMA an uninterrupted run gives), what they cost (peak memory) and
+how long they took to recover. Every scenario prints one `FAULT <name> key=value ...` line."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+from tickpipe.adapters.exchanges.simulated import SimulatedMarket
+from tickpipe.core.rolling import RollingMean
+from tickpipe.core.signal import signal_from_comparison
+
+SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
+SEED = 5
+WINDOW = 5
+
+
+def pipeline_env(
+    database_url: str,
+    bootstrap: str,
+    topic: str,
+    redis_url: str,
+    redis_names: tuple[str, str],
+    **extra: str,
+) -> dict[str, str]:
+    """The variables every service of one scenario shares; `extra` adds or overrides some."""
+    channel, prefix = redis_names
+    env = {
+        "TICKPIPE_DATABASE_URL": database_url,
+        "TICKPIPE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TICKPIPE_KAFKA_TOPIC": topic,
+        "TICKPIPE_KAFKA_GROUP": f"group-{topic}",
+        "TICKPIPE_REDIS_URL": redis_url,
+        "TICKPIPE_REDIS_CHANNEL": channel,
+        "TICKPIPE_REDIS_PREFIX": prefix,
+        "TICKPIPE_SYMBOLS": SYMBOLS,
+        "TICKPIPE_SIM_SEED": str(SEED),
+        "TICKPIPE_SIM_RATE": "200",
+        "TICKPIPE_SMA_WINDOW": str(WINDOW),
+        "TICKPIPE_BATCH_MAX_TRADES": "500",
+    }
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "migrate"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+# --- what the database holds ---
+
+
+async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
+    db = await asyncpg.connect(url, timeout=5)
+    try:
+        return await db.fetch(query)
+    finally:
+        await db.close()
+
+
+def stored_rows(url: str) -> list[asyncpg.Record]:
+    """Every stored trade in processing order (id)."""
+    query = "SELECT id, exchange, symbol, trade_id, price, sma, signal FROM trades ORDER BY id"
+    return asyncio.run(_fetch(url, query))
+
+
+def stored_count(url: str) -> int:
+    return int(asyncio.run(_fetch(url, "SELECT count(*) AS n FROM trades"))[0]["n"])
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
+    """Polls `check` until true; returns the seconds it took, fails after `timeout_s`."""
+    started_s = time.monotonic()
+    while not check():
+        if time.monotonic() - started_s > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(poll_s)
+    return time.monotonic() - started_s
+
+
+def wait_for_count(url: str, expected: int, timeout_s: float) -> float:
+    """Waits until exactly `expected` rows are stored (and no more arrive for a moment)."""
+    seconds = wait_for(lambda: stored_count(url) >= expected, timeout_s, f"{expected} rows")
+    time.sleep(1.0)
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    stored: int
+    distinct: int
+    duplicates: int
+    missing: int
+    sma_mismatches: int
+
+    def numbers(self) -> dict[str, int]:
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "missing": self.missing,
+            "sma_mismatches": self.sma_mismatches,
+        }
+
+
+def audit(rows: Sequence[asyncpg.Record], seeded: bool = True) -> Audit:
+    """Exactly once and uninterrupted-run SMAs, from the stored rows alone.
+
+    Simulated ids of one ingest run count up by one per symbol from the run's first id (its start
+    time in microseconds), so a gap inside a run is a lost trade. The reference SMA/signal of each
+    trade is recomputed from the stored prices in trade-id order (= the order the market made
+    them); with `seeded`, each run's prices are also checked against the seeded market, so the
+    reference is that of an uninterrupted run.
+    """
+    by_symbol: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        by_symbol[row["symbol"]].append(row)
+    keys = {(row["exchange"], row["symbol"], row["trade_id"]) for row in rows}
+    missing = mismatches = 0
+    for symbol_rows in by_symbol.values():
+        for run_ids in _runs(sorted({int(row["trade_id"]) for row in symbol_rows})):
+            missing += run_ids[-1] - run_ids[0] + 1 - len(run_ids)
+        window = RollingMean(WINDOW)
+        seen: set[str] = set()
+        for row in sorted(symbol_rows, key=lambda r: int(r["trade_id"])):
+            if row["trade_id"] in seen:
+                continue
+            seen.add(row["trade_id"])
+            price = Decimal(row["price"])
+            sma = window.push(price)
+            signal = signal_from_comparison(window.compare(price))
+            same_sma = (sma is None and row["sma"] is None) or (
+                sma is not None
+                and row["sma"] is not None
+                and abs(row["sma"] - float(sma)) <= 1e-12 * abs(float(sma))
+            )
+            if not same_sma or row["signal"] != signal.value:
+                mismatches += 1
+    if seeded:
+        mismatches += _unseeded_prices(rows)
+    return Audit(len(rows), len(keys), len(rows) - len(keys), missing, mismatches)
+
+
+_RUN_GAP_IDS = 1_000_000  # ids of two ingest runs are their start times in us, >= 1 s apart
+
+
+def _runs(ids: list[int]) -> list[list[int]]:
+    """Sorted ids split into ingest runs."""
+    runs: list[list[int]] = []
+    for trade_id in ids:
+        if runs and trade_id - runs[-1][-1] < _RUN_GAP_IDS:
+            runs[-1].append(trade_id)
+        else:
+            runs.append([trade_id])
+    return runs
+
+
+def _unseeded_prices(rows: Sequence[asyncpg.Record]) -> int:
+    """Rows whose price differs from what the seeded market generated for that trade."""
+    all_ids = sorted({int(row["trade_id"]) for row in rows})
+    expected: dict[tuple[str, str], Decimal] = {}
+    for run_ids in _runs(all_ids):
+        market = SimulatedMarket(SYMBOLS.split(","), 1.0, SEED, run_ids[0])
+        wanted = {
+            row["symbol"]: int(row["trade_id"])
+            for row in sorted(rows, key=lambda r: int(r["trade_id"]))
+            if run_ids[0] <= int(row["trade_id"]) <= run_ids[-1]
+        }
+        reached = dict.fromkeys(wanted, run_ids[0] - 1)
+        while any(reached[symbol] < last for symbol, last in wanted.items()):
+            trade = market.next_trade(0)
+            expected[(trade.symbol, trade.trade_id)] = trade.price
+            if trade.symbol in reached:
+                reached[trade.symbol] = int(trade.trade_id)
+    return sum(1 for row in rows if expected.get((row["symbol"], row["trade_id"])) != row["price"])
+
+
+# --- the broker ---
+
+
+def topic_messages(bootstrap: str, topic: str) -> int:
+    """How many messages the topic holds (sum of its partitions' high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickpipe-test-watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+# --- the processes ---
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak resident) and VmRSS (resident now) of a process, in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            values[name] = int(rest.split()[0]) / 1024
+    return values
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a metric's samples that carry `labels` (0 when absent)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        sample_name, _, sample_labels = sample.partition("{")
+        if sample_name != name:
+            continue
+        if all(f'{key}="{val}"' in sample_labels for key, val in labels.items()):
+            total += float(value)
+    return total
+
+
+def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    return answer.status_code, answer.json()
+
+
+_ACCEPTED = re.compile(r"ingestor stopped: (\d+) trades accepted")
+_DROPPED = re.compile(r"(\d+) trades dropped in total")
+
+
+def ingest_totals(log: str) -> tuple[int, int]:
+    """(accepted, dropped) from the summary lines an ingest process logs when it stops."""
+    accepted = sum(int(n) for n in _ACCEPTED.findall(log))
+    dropped = sum(int(n) for n in _DROPPED.findall(log))
+    return accepted, dropped
+
+
+def report(scenario: str, **numbers: object) -> None:
+    """One line per scenario with the numbers observed (shown with `pytest -s` or -rA)."""
+    text = " ".join(
+        f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in numbers.items()
+    )
+    print(f"\nFAULT {scenario} {text}", flush=True)
