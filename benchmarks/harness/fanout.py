@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
-
 from benchmarks.harness import infra, workload
+
 from tickpipe.adapters.pubsub.frames import encode_updates
 
 PUBLISH_TICK_S = 0.01  # the publisher sends what is due every 10 ms, one message per tick

@@ -14,10 +14,28 @@ from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 
-SYMBOLS = (
-    "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT,ADAUSDT,DOGEUSDT,AVAXUSDT,DOTUSDT,LINKUSDT,"
-    "TRXUSDT,MATICUSDT,LTCUSDT,BCHUSDT,ATOMUSDT,UNIUSDT,ETCUSDT,XLMUSDT,NEARUSDT,APTUSDT"
-).split(",")
+SYMBOLS = [
+    "BTCUSDT",
+    "ETHUSDT",
+    "SOLUSDT",
+    "BNBUSDT",
+    "XRPUSDT",
+    "ADAUSDT",
+    "DOGEUSDT",
+    "AVAXUSDT",
+    "DOTUSDT",
+    "LINKUSDT",
+    "TRXUSDT",
+    "MATICUSDT",
+    "LTCUSDT",
+    "BCHUSDT",
+    "ATOMUSDT",
+    "UNIUSDT",
+    "ETCUSDT",
+    "XLMUSDT",
+    "NEARUSDT",
+    "APTUSDT",
+]
 SEED = 7
 SMA_WINDOW = 20
 STORE_COLUMNS = (

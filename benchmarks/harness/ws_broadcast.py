@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from benchmarks.harness import workload
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from benchmarks.harness import workload
 from tickpipe.adapters.pubsub.frames import update_frame
 
 HIGH_WATER_BYTES = 256 * 1024  # waits for the clients above this much unsent data
@@ -48,9 +48,9 @@ async def run_server(port: int, clients: int, updates: int, compression: str) ->
         for index, text in enumerate(texts):
             broadcast(connected, text)
             if index % FRAMES_PER_CHECK == FRAMES_PER_CHECK - 1:
-                while _buffered_bytes(connected) > HIGH_WATER_BYTES:  # noqa: ASYNC110 - no event for it
+                while _buffered_bytes(connected) > HIGH_WATER_BYTES:
                     await asyncio.sleep(0.001)
-        while _buffered_bytes(connected) > 0:  # noqa: ASYNC110 - no event for it
+        while _buffered_bytes(connected) > 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)
         await asyncio.gather(*(c.close() for c in connected), return_exceptions=True)

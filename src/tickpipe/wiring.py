@@ -74,8 +74,11 @@ async def open_store(database_url: str) -> AsyncIterator[TradeStore]:
         except StoreUnavailable as exc:
             raise MissingDependency(str(exc)) from None
     else:
+        from tickpipe.adapters.store.errors import describe_url
+
         raise MissingDependency(
-            f"TICKPIPE_DATABASE_URL {database_url!r}: expected postgresql://... or sqlite:///path"
+            f"TICKPIPE_DATABASE_URL {describe_url(database_url)!r}: expected postgresql://..."
+            " or sqlite:///path"
         )
     try:
         yield store

@@ -128,7 +128,7 @@ def test_timescaledb_step_is_a_conditional_postgres_migration() -> None:
     assert postgres["0003"].requires_extension == "timescaledb"
     assert postgres["0001"].requires_extension is None
     assert "create_hypertable" in postgres["0003"].sql
-    assert [m.requires_extension for m in load_migrations("sqlite")] == [None]
+    assert all(m.requires_extension is None for m in load_migrations("sqlite"))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from faults.harness import (
     audit,
@@ -81,14 +81,16 @@ def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.subscribe([f"{topic}.dlq"])
+    # Assigned, not subscribed: no group join to wait for.
+    consumer.assign([TopicPartition(f"{topic}.dlq", 0, OFFSET_BEGINNING)])
     found: list[tuple[bytes, str]] = []
     deadline_s = time.monotonic() + 20
     try:
         while len(found) < expected and time.monotonic() < deadline_s:
             message = consumer.poll(0.5)
-            if message is None or message.error():
+            if message is None:
                 continue
+            assert message.error() is None, message.error()
             headers = dict(message.headers() or [])
             found.append((message.value() or b"", bytes(headers[DLQ_REASON_HEADER]).decode()))
     finally:

@@ -24,7 +24,7 @@ def encode_trade(trade: Trade) -> bytes:
         exchange=trade.exchange,
         symbol=trade.symbol,
         trade_id=trade.trade_id,
-        price=str(trade.price),
+        price=str(trade.price),  # str() round-trips a Decimal exactly, exponent included
         quantity=str(trade.quantity),
         side=_SIDE_TO_WIRE[trade.side],
         exchange_time_us=trade.exchange_time_us,

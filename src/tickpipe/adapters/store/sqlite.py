@@ -40,8 +40,8 @@ def _row(scored: ScoredTrade) -> tuple[object, ...]:
         trade.exchange,
         trade.symbol,
         trade.trade_id,
-        str(trade.price),
-        str(trade.quantity),
+        format(trade.price, "f"),  # exact, and '0.00000001' rather than '1E-8'
+        format(trade.quantity, "f"),
         None if trade.side is None else trade.side.value,
         None if scored.sma is None else float(scored.sma),
         scored.signal.value,
@@ -134,11 +134,13 @@ class SqliteStore:
 
     async def symbols(self) -> list[ScoredTrade]:
         def query(db: sqlite3.Connection) -> list[ScoredTrade]:
-            streams = db.execute(
-                "SELECT exchange, symbol, MAX(id) AS last_id FROM trades GROUP BY exchange, symbol"
-            ).fetchall()
+            streams = db.execute("SELECT DISTINCT exchange, symbol FROM trades").fetchall()
             rows = [
-                db.execute("SELECT * FROM trades WHERE id = ?", (s["last_id"],)).fetchone()
+                db.execute(
+                    "SELECT * FROM trades WHERE exchange = ? AND symbol = ?"
+                    " ORDER BY time DESC, id DESC LIMIT 1",
+                    (s["exchange"], s["symbol"]),
+                ).fetchone()
                 for s in streams
             ]
             return [_scored(row) for row in rows if row is not None]

@@ -1,0 +1,259 @@
+"""tickpipe's figures, from its real services run as processes (`python -m tickpipe ...`):
+processor throughput and peak RSS, end-to-end latency at a steady rate, gateway fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+from benchmarks.harness import hist, infra, workload
+from confluent_kafka import Consumer
+from websockets.asyncio.client import connect
+
+from tickpipe.adapters.store.migrate import migrate
+
+COMMIT_POLL_S = 0.1
+Counter = Callable[[], int]  # how many messages of a topic a job has done so far
+
+
+@dataclass
+class Progress:
+    """Samples of (seconds since start, messages done) while a job works through a topic."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def rate_per_s(self) -> float:
+        """Messages/s from the first sample with progress to the last (the first batch, done
+        before the first sample, is not counted, nor the time it took)."""
+        moving = [(t, n) for t, n in self.samples if n > 0]
+        if len(moving) < 2 or moving[-1][0] <= moving[0][0]:
+            return 0.0
+        (t0, n0), (t1, n1) = moving[0], moving[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def _watch(
+    done: Counter,
+    target: int,
+    child: subprocess.Popen[bytes],
+    timeout_s: float,
+) -> Progress:
+    progress = Progress()
+    started_s = time.monotonic()
+    while True:
+        count = done()
+        now_s = time.monotonic() - started_s
+        if not progress.samples or count != progress.samples[-1][1]:
+            progress.samples.append((now_s, count))
+        if count >= target:
+            return progress
+        if child.poll() is not None:
+            raise RuntimeError(f"{child.args[:4]} exited with {child.returncode}; see its log")
+        if now_s > timeout_s:
+            raise RuntimeError(f"{count} of {target} messages done after {timeout_s:g} s")
+        time.sleep(COMMIT_POLL_S)
+
+
+@contextlib.contextmanager
+def committed_offsets(bootstrap: str, topic: str, group: str) -> Iterator[Counter]:
+    """A function: the sum of `group`'s committed offsets on `topic` (it never joins the group)."""
+    partitions = infra.partitions_of(bootstrap, topic)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+
+    def total() -> int:
+        return sum(max(p.offset, 0) for p in reader.committed(partitions, timeout=10))
+
+    try:
+        yield total
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def high_watermarks(bootstrap: str, topic: str) -> Iterator[Counter]:
+    """A function: the number of messages in `topic` (sum of its high watermarks)."""
+    partitions = infra.partitions_of(bootstrap, topic)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+
+    def total() -> int:
+        return sum(reader.get_watermark_offsets(p, timeout=10)[1] for p in partitions)
+
+    try:
+        yield total
+    finally:
+        reader.close()
+
+
+def migrate_database(database_url: str) -> None:
+    asyncio.run(migrate(database_url))
+
+
+async def _stored_rows(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM trades"))
+    finally:
+        await connection.close()
+
+
+def stored_rows(database_url: str) -> int:
+    return asyncio.run(_stored_rows(database_url))
+
+
+async def _truncate(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("TRUNCATE trades RESTART IDENTITY")
+    finally:
+        await connection.close()
+
+
+def truncate(database_url: str) -> None:
+    asyncio.run(_truncate(database_url))
+
+
+def start_processor(
+    processes: infra.Processes, env: infra.TickpipeEnv, name: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`tickpipe process`, ready (its /readyz answers 200); returns it and its metrics port."""
+    metrics_port = infra.free_port()
+    child = processes.start(
+        name, infra.tickpipe_argv("process"), env.environ(TICKPIPE_METRICS_PORT=str(metrics_port))
+    )
+    infra.wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", child)
+    return child, metrics_port
+
+
+def start_gateway(
+    processes: infra.Processes, env: infra.TickpipeEnv, name: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = infra.free_port()
+    child = processes.start(
+        name, infra.tickpipe_argv("gateway"), env.environ(TICKPIPE_HTTP_PORT=str(port))
+    )
+    infra.wait_http_ok(f"http://127.0.0.1:{port}/readyz", child)
+    return child, port
+
+
+@dataclass
+class Throughput:
+    trades_per_s: float
+    peak_rss_mib: float
+    progress: Progress
+    stored: int
+
+
+def processor_throughput(
+    processes: infra.Processes,
+    env: infra.TickpipeEnv,
+    count: int,
+    *,
+    timeout_s: float,
+    profile_argv: list[str] | None = None,
+) -> Throughput:
+    """Runs `tickpipe process` over a pre-filled topic of `count` trades: trades/s from its first
+    commit to its last, peak RSS, and the stored row count. `profile_argv` (e.g. py-spy record),
+    given the processor's pid as its last argument, runs beside it."""
+    child, _ = start_processor(processes, env, "process-throughput")
+    profiler = None
+    if profile_argv is not None:
+        profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
+    try:
+        with committed_offsets(env.bootstrap, env.topic, env.group) as committed:
+            progress = _watch(committed, count, child, timeout_s)
+        peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
+    finally:
+        if profiler is not None:
+            processes.stop(profiler, timeout_s=30)  # py-spy writes its file on SIGTERM/SIGINT
+        processes.stop(child)
+    return Throughput(
+        progress.rate_per_s(), peak_rss_kib / 1024, progress, stored_rows(env.database_url)
+    )
+
+
+@dataclass
+class Latency:
+    ingest_to_client_ms: dict[str, float]
+    exchange_to_client_ms: dict[str, float]
+    frames: int
+    rss_samples_mib: list[tuple[float, float]]
+
+
+async def _measure_latency(
+    ws_url: str, warmup_s: float, duration_s: float
+) -> tuple[dict[str, float], dict[str, float], int]:
+    from_ingest, from_exchange = hist.new_histogram(), hist.new_histogram()
+    frames = 0
+    async with connect(ws_url, compression=None, max_size=None, ping_interval=None) as ws:
+        started_s = time.monotonic()
+        while (elapsed_s := time.monotonic() - started_s) < warmup_s + duration_s:
+            try:
+                message = await asyncio.wait_for(ws.recv(), 1.0)
+            except TimeoutError:
+                continue
+            now_us = time.time_ns() // 1000
+            if elapsed_s < warmup_s:
+                continue
+            for line in (message if isinstance(message, str) else message.decode()).split("\n"):
+                frame = orjson.loads(line)
+                for item in frame if isinstance(frame, list) else [frame]:
+                    hist.record_us(from_ingest, now_us - item["ingest_time_us"])
+                    hist.record_us(from_exchange, now_us - item["timestamp"] * 1000)
+                    frames += 1
+    return hist.percentiles_ms(from_ingest), hist.percentiles_ms(from_exchange), frames
+
+
+def end_to_end_latency(
+    processes: infra.Processes,
+    env: infra.TickpipeEnv,
+    *,
+    rate_per_s: float,
+    warmup_s: float,
+    duration_s: float,
+) -> Latency:
+    """ingest (simulated, `rate_per_s`) -> Kafka -> process -> PostgreSQL + Redis -> gateway ->
+    one WebSocket client, which measures now - ingest_time_us and now - timestamp."""
+    processor, _ = start_processor(processes, env, "process-latency")
+    gateway, gateway_port = start_gateway(processes, env, "gateway-latency")
+    rss_samples: list[tuple[float, float]] = []
+    ingest_env = env.environ(
+        TICKPIPE_SIM_RATE=str(rate_per_s),
+        TICKPIPE_SIM_SEED=str(workload.SEED),
+        TICKPIPE_SYMBOLS=",".join(workload.SYMBOLS),
+        TICKPIPE_METRICS_PORT=str(infra.free_port()),
+    )
+    ingest = processes.start("ingest-latency", infra.tickpipe_argv("ingest"), ingest_env)
+    started_s = time.monotonic()
+
+    async def measure_and_sample() -> tuple[dict[str, float], dict[str, float], int]:
+        async def sample_rss() -> None:
+            while True:
+                rss_kib = infra.proc_status_kib(processor.pid, "VmRSS")
+                if rss_kib:
+                    rss_samples.append((time.monotonic() - started_s, rss_kib / 1024))
+                await asyncio.sleep(1.0)
+
+        sampler = asyncio.create_task(sample_rss())
+        try:
+            return await _measure_latency(f"ws://127.0.0.1:{gateway_port}/ws", warmup_s, duration_s)
+        finally:
+            sampler.cancel()
+
+    try:
+        from_ingest, from_exchange, frames = asyncio.run(measure_and_sample())
+    finally:
+        processes.stop(ingest)
+        processes.stop(gateway)
+        processes.stop(processor)
+    return Latency(from_ingest, from_exchange, frames, rss_samples)
+
+
+def new_group() -> str:
+    return f"bench-{uuid.uuid4().hex[:8]}"
