@@ -99,7 +99,8 @@ def round_trip(
 
     def consume() -> None:
         while not stop.is_set():
-            for message in consumer.consume(1000, 0.05):
+            # consume(n, t) waits for n messages or t: wait for one, then take what is there.
+            for message in consumer.consume(1000, 0) or consumer.consume(1, 0.05):
                 value = message.value()
                 if message.error() is not None or not value:
                     continue

@@ -39,7 +39,7 @@ class Progress:
         return (n1 - n0) / (t1 - t0)
 
 
-def _watch(
+def watch(
     done: Counter,
     target: int,
     child: subprocess.Popen[bytes],
@@ -167,7 +167,7 @@ def processor_throughput(
         profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
     try:
         with committed_offsets(env.bootstrap, env.topic, env.group) as committed:
-            progress = _watch(committed, count, child, timeout_s)
+            progress = watch(committed, count, child, timeout_s)
         peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
     finally:
         if profiler is not None:

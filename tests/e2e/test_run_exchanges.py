@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,9 @@ def stored(db_path: Path) -> list[tuple[object, ...]]:
         ).fetchall()
     return [
         (
-            *row[:5],
+            *row[:3],
+            str(Decimal(row[3])),  # same digits and exponent as the Decimal the exchange sent
+            str(Decimal(row[4])),
             None if row[5] is None else Side(row[5]),
             datetime_to_time_us(datetime.fromisoformat(row[6])),
         )

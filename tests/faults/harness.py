@@ -5,12 +5,14 @@ how long they took to recover. Every scenario prints one `FAULT <name> key=value
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +20,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from fixtures.fault_proxy import FaultProxy
+from fixtures.kafka import _TANSU_ENV, _wait_until_ready, free_port, tansu_binary
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.signal import signal_from_comparison
@@ -199,17 +203,73 @@ def _unseeded_prices(rows: Sequence[asyncpg.Record]) -> int:
 # --- the broker ---
 
 
-def topic_messages(bootstrap: str, topic: str) -> int:
-    """How many messages the topic holds (sum of its partitions' high watermarks)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickpipe-test-watermarks"})
+def topic_messages(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
+    """How many messages the topic holds, by reading it all (Tansu's watermarks are not exact)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "tickpipe-test-reader",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        )
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        count, idle_since_s = 0, time.monotonic()
+        while time.monotonic() - idle_since_s < idle_s:
+            messages = consumer.consume(10_000, 0.2)
+            if messages:
+                count += sum(1 for m in messages if m.error() is None)
+                idle_since_s = time.monotonic()
+        return count
     finally:
         consumer.close()
+
+
+class CommittedOffsets:
+    """Reads how many messages of the topic a consumer group has committed (offsets start at
+    0, one per message), through one reused client."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self._partitions = [TopicPartition(topic, p) for p in partitions]
+
+    def __call__(self) -> int:
+        offsets = self._consumer.committed(self._partitions, timeout=10)
+        return sum(max(tp.offset, 0) for tp in offsets)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@contextlib.contextmanager
+def proxied_broker(log_path: Path) -> Iterator[FaultProxy]:
+    """A Tansu broker of its own whose advertised address is a FaultProxy in front of it, so that
+    every client's traffic (metadata says where to connect) goes through the proxy. Its storage
+    is in memory: restarting it would lose the topic, so outages are proxy cuts."""
+    broker_port = free_port()
+    with FaultProxy("127.0.0.1", broker_port) as proxy, log_path.open("wb") as log:
+        env = {name: value for name, value in os.environ.items() if name not in _TANSU_ENV}
+        process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{broker_port}",
+                "--advertised-listener-url",
+                f"tcp://{proxy.address}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            _wait_until_ready(process, proxy.address, log_path)
+            yield proxy
+        finally:
+            process.kill()
+            process.wait()
 
 
 # --- the processes ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -54,11 +55,19 @@ def test_forwards_until_cut_then_resets_old_and_new_connections(proxy: FaultProx
         assert open_conn.recv(16) == b"a"
         proxy.cut()
         assert _is_broken(open_conn)
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionError):  # reset by peer, or closed before the echo
         _echo(proxy.port)
     proxy.restore()
     assert _echo(proxy.port, b"back") == b"back"
     assert proxy.connections_refused >= 1
+
+
+def test_delay_adds_latency_each_way(proxy: FaultProxy) -> None:
+    """With `delay_s`, a round trip takes at least twice the delay."""
+    proxy.delay_s = 0.1
+    started_s = time.monotonic()
+    assert _echo(proxy.port) == b"ping"
+    assert time.monotonic() - started_s >= 0.2
 
 
 def test_blackhole_accepts_but_never_answers(proxy: FaultProxy) -> None:

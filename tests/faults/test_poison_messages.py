@@ -150,7 +150,7 @@ def test_poison_goes_to_the_dlq_with_its_reason_and_valid_trades_flow_on(
     assert result.duplicates == result.missing == result.sma_mismatches == 0
     assert sorted(value for value, _ in dead) == sorted(v for _, v, _ in POISON * 2)
     assert all(reason for _, reason in dead), "every dead letter says why"
-    reasons = {value: reason for value, reason in dead}
+    reasons = dict(dead)
     assert reasons[POISON[0][1]].startswith("not a tickpipe.v1.Trade")
     assert "price" in reasons[POISON[2][1]]
     for label in ("undecodable", "invalid", "missing_key"):
