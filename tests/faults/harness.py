@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -59,6 +60,23 @@ def pipeline_env(
     }
     env.update(extra)
     return env
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "redis": 6379}
+
+
+def proxy_for(url: str) -> FaultProxy:
+    """A (not yet started) fault proxy in front of the server that `url` names."""
+    parts = urlsplit(url)
+    return FaultProxy(parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[parts.scheme])
+
+
+def via(url: str, proxy: FaultProxy) -> str:
+    """`url` (postgresql:// or redis://) pointed at the proxy instead of the real port."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = parts.netloc[: len(parts.netloc) - len(host)] + proxy.address
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def migrate(env: dict[str, str]) -> None:

@@ -15,12 +15,12 @@ from tickpipe.adapters.bus.memory import MemoryBus
 from tickpipe.adapters.pubsub.memory import MemoryPubSub
 from tickpipe.adapters.store.migrate import migrate
 from tickpipe.adapters.store.sqlite import SqliteStore, open_sqlite_store
+from tickpipe.backoff import Backoff
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage
 from tickpipe.services.processor import Processor
-from tickpipe.services.retry import Backoff
 
 WINDOW = 4
 FAST_RETRY = Backoff(initial_s=0.001, max_s=0.01)

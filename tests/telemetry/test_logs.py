@@ -53,17 +53,18 @@ def test_trace_id_is_in_each_line_while_a_span_is_active(
     assert "trace" not in PlainFormatter("%(message)s").format(record("outside"))
 
 
-def test_rate_limited_log_suppresses_repeats_and_says_how_many(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Within the interval one line is logged; the next one says how many were suppressed."""
-    limited = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=0.0)
-    slow = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=3600)
+def test_rate_limited_log_says_how_many_it_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    """Within the interval only the first line is logged; the next one counts the skipped."""
+    limited = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=3600)
     with caplog.at_level(logging.WARNING):
-        for _ in range(5):
-            slow.warning("bad", "bad frame")
-        limited.warning("x", "first")
-    assert [r.getMessage() for r in caplog.records] == ["bad frame", "first"]
+        for n in range(5):
+            limited(logging.WARNING, "bad frame %d", n)
+        limited._next_s = 0.0  # the interval has passed
+        limited(logging.WARNING, "bad frame %d", 5)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad frame 0",
+        "bad frame 5 (4 similar skipped)",
+    ]
 
 
 def test_otlp_endpoint_turns_tracing_on_with_the_requested_protocol(

@@ -17,11 +17,11 @@ from typing import TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from tickpipe.backoff import Backoff
 from tickpipe.core.dedupe import RecentIds
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
-from tickpipe.services.retry import Backoff
 from tickpipe.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 
 import orjson
@@ -50,20 +51,25 @@ def configure_logging(log_format: str = "plain", level: str = "INFO") -> None:
 
 
 class RateLimitedLog:
-    """Logs at most one line per `interval_s` per key, with how many were suppressed."""
+    """Logs the first event at once, then at most one line per `interval_s`, saying how many
+    similar ones were skipped meanwhile. Thread-safe (delivery callbacks run on other threads)."""
 
     def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
         self._logger = logger
         self._interval_s = interval_s
-        self._last_s: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._next_s = 0.0
+        self._skipped = 0
+        self._lock = threading.Lock()
 
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now_s = time.monotonic()
-        if now_s - self._last_s.get(key, -self._interval_s) < self._interval_s:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        suppressed = self._suppressed.pop(key, 0)
-        self._last_s[key] = now_s
-        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self._logger.warning(message + suffix, *args)
+    def __call__(self, level: int, message: str, *args: object) -> None:
+        with self._lock:
+            now_s = time.monotonic()
+            if now_s < self._next_s:
+                self._skipped += 1
+                return
+            skipped, self._skipped = self._skipped, 0
+            self._next_s = now_s + self._interval_s
+        if skipped:
+            message += " (%d similar skipped)"
+            args = (*args, skipped)
+        self._logger.log(level, message, *args)

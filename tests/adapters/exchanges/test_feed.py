@@ -17,9 +17,9 @@ from tickpipe.adapters.exchanges.feed import (
     ExchangeFeed,
     RateLimitedLog,
     SubscriptionRejected,
-    backoff_delay_s,
 )
 from tickpipe.adapters.exchanges.frames import ParseResult
+from tickpipe.backoff import backoff_delay_s
 
 
 @given(attempt=st.integers(0, 10_000), initial=st.floats(0.001, 5), cap=st.floats(0.001, 60))

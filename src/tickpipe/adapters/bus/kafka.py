@@ -34,6 +34,7 @@ from tickpipe.adapters.bus import wire
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.logs import RateLimitedLog
 from tickpipe.telemetry.tracing import current_traceparent
 
 _log = logging.getLogger(__name__)
@@ -117,29 +118,6 @@ def ensure_topics(
             _log.info("created Kafka topic %s (%d partitions)", name, wanted[name])
 
 
-class _RateLimitedLog:
-    """Logs the first event, then at most one line per `interval_s` saying how many were skipped."""
-
-    def __init__(self, interval_s: float = 10.0) -> None:
-        self._interval_s = interval_s
-        self._next_s = 0.0
-        self._skipped = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, level: int, message: str, *args: object) -> None:
-        with self._lock:
-            now_s = time.monotonic()
-            if now_s < self._next_s:
-                self._skipped += 1
-                return
-            skipped, self._skipped = self._skipped, 0
-            self._next_s = now_s + self._interval_s
-        if skipped:
-            message += " (%d similar skipped)"
-            args = (*args, skipped)
-        _log.log(level, message, *args)
-
-
 class KafkaSink:
     """TradeSink: an idempotent producer keyed by symbol, so each symbol's trades stay in order.
 
@@ -161,9 +139,9 @@ class KafkaSink:
         self._topic = topic
         self._max_block_s = max_block_s
         self._close_timeout_s = close_timeout_s
-        self._log_drop = _RateLimitedLog()
-        self._log_delivery_failure = _RateLimitedLog()
-        self._log_client_error = _RateLimitedLog()
+        self._log_drop = RateLimitedLog(_log)
+        self._log_delivery_failure = RateLimitedLog(_log)
+        self._log_client_error = RateLimitedLog(_log)
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -305,8 +283,8 @@ class KafkaConsumer:
         self._bootstrap_servers = bootstrap_servers
         self._revoke_timeout_s = revoke_timeout_s
         self._dlq_timeout_s = dlq_timeout_s
-        self._log_consumer_error = _RateLimitedLog()
-        self._log_dead_letter = _RateLimitedLog()
+        self._log_consumer_error = RateLimitedLog(_log)
+        self._log_dead_letter = RateLimitedLog(_log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revoke_callback: Callable[[], Awaitable[None]] | None = None
         self._lock = threading.Lock()

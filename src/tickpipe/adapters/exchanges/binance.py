@@ -9,7 +9,7 @@ unknown symbol with silence rather than an error, so symbols are at least checke
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,10 +19,9 @@ from tickpipe.adapters.exchanges import fields
 from tickpipe.adapters.exchanges.decimal_json import loads_exact
 from tickpipe.adapters.exchanges.feed import (
     ConnectionPlan,
-    ExchangeFeed,
-    FeedSettings,
     SubscriptionRejected,
     Venue,
+    exchange_source,
 )
 from tickpipe.adapters.exchanges.frames import EventKind, FrameRejected, ParseResult, RejectReason
 from tickpipe.core.symbols import normalize_symbol
@@ -141,13 +140,5 @@ VENUE = Venue(
 )
 
 
-def binance_source(
-    raw_symbols: Sequence[str],
-    url: str | None,
-    idle_timeout_s: float,
-    *,
-    settings: FeedSettings | None = None,
-) -> ExchangeFeed:
-    """Trades of Binance spot symbols (`BTCUSDT`); `url` None -> Binance's public endpoint."""
-    tuned = dataclasses.replace(settings or FeedSettings(), idle_timeout_s=idle_timeout_s)
-    return ExchangeFeed(VENUE, raw_symbols, url, tuned)
+# Trades of Binance spot symbols (`BTCUSDT`), as binance_source(raw_symbols, url, idle_timeout_s, *, settings).
+binance_source = functools.partial(exchange_source, VENUE)

@@ -8,7 +8,7 @@ it (it may fill a gap left by a reconnect) and drop the trades we already emitte
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -18,10 +18,9 @@ from tickpipe.adapters.exchanges import fields
 from tickpipe.adapters.exchanges.decimal_json import loads_exact
 from tickpipe.adapters.exchanges.feed import (
     ConnectionPlan,
-    ExchangeFeed,
-    FeedSettings,
     SubscriptionRejected,
     Venue,
+    exchange_source,
 )
 from tickpipe.adapters.exchanges.frames import (
     EventKind,
@@ -158,13 +157,5 @@ VENUE = Venue(
 )
 
 
-def coinbase_source(
-    raw_symbols: Sequence[str],
-    url: str | None,
-    idle_timeout_s: float,
-    *,
-    settings: FeedSettings | None = None,
-) -> ExchangeFeed:
-    """Trades of Coinbase products (`BTC-USD`); `url` None -> Coinbase's public endpoint."""
-    tuned = dataclasses.replace(settings or FeedSettings(), idle_timeout_s=idle_timeout_s)
-    return ExchangeFeed(VENUE, raw_symbols, url, tuned)
+# Trades of Coinbase products (`BTC-USD`), as coinbase_source(raw_symbols, url, idle_timeout_s, *, settings).
+coinbase_source = functools.partial(exchange_source, VENUE)

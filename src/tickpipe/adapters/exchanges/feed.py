@@ -10,9 +10,9 @@ refuses ends the source, with `SubscriptionRejected`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
-import random
 import re
 import time
 from collections import Counter
@@ -26,6 +26,7 @@ from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
 from tickpipe.adapters.exchanges.frames import EventKind, ParseResult, RejectReason
+from tickpipe.backoff import backoff_delay_s
 from tickpipe.core.dedupe import RecentIds, SequentialIds, TradeIdFilter
 from tickpipe.core.trade import Trade
 from tickpipe.telemetry import metrics
@@ -89,14 +90,6 @@ class FeedSettings:
     queue_max: int = 10_000
     log_interval_s: float = 10.0
     dedupe_window: int = 4_096
-
-
-def backoff_delay_s(
-    attempt: int, initial_s: float, max_s: float, rng: random.Random | None = None
-) -> float:
-    """Full jitter: uniform in [0, min(max, initial * 2**attempt)]."""
-    ceiling_s = min(max_s, initial_s * 2 ** min(attempt, 62))
-    return (rng or random).uniform(0.0, ceiling_s)
 
 
 class RateLimitedLog:
@@ -330,3 +323,16 @@ class ExchangeFeed:
     def _reject(self, reason: RejectReason, detail: str) -> None:
         metrics.frames_rejected.labels(self.venue.name, reason).inc()
         self._rejections(f"{self.venue.name}: frames dropped", reason, detail)
+
+
+def exchange_source(
+    venue: Venue,
+    raw_symbols: Sequence[str],
+    url: str | None,
+    idle_timeout_s: float,
+    *,
+    settings: FeedSettings | None = None,
+) -> ExchangeFeed:
+    """Trades of `venue` for `raw_symbols` (its own notation); `url` None -> its public endpoint."""
+    tuned = dataclasses.replace(settings or FeedSettings(), idle_timeout_s=idle_timeout_s)
+    return ExchangeFeed(venue, raw_symbols, url, tuned)

@@ -12,7 +12,7 @@ recent history, which warms the indicators up at once.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -22,10 +22,9 @@ from tickpipe.adapters.exchanges import fields
 from tickpipe.adapters.exchanges.decimal_json import loads_exact
 from tickpipe.adapters.exchanges.feed import (
     ConnectionPlan,
-    ExchangeFeed,
-    FeedSettings,
     SubscriptionRejected,
     Venue,
+    exchange_source,
 )
 from tickpipe.adapters.exchanges.frames import (
     EventKind,
@@ -149,13 +148,5 @@ VENUE = Venue(
 )
 
 
-def kraken_source(
-    raw_symbols: Sequence[str],
-    url: str | None,
-    idle_timeout_s: float,
-    *,
-    settings: FeedSettings | None = None,
-) -> ExchangeFeed:
-    """Trades of Kraken pairs (`BTC/USD`); `url` None -> Kraken's public v2 endpoint."""
-    tuned = dataclasses.replace(settings or FeedSettings(), idle_timeout_s=idle_timeout_s)
-    return ExchangeFeed(VENUE, raw_symbols, url, tuned)
+# Trades of Kraken pairs (`BTC/USD`), as kraken_source(raw_symbols, url, idle_timeout_s, *, settings).
+kraken_source = functools.partial(exchange_source, VENUE)

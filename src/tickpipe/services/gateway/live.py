@@ -14,8 +14,8 @@ from collections.abc import Collection
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tickpipe.backoff import Backoff
 from tickpipe.ports import UpdateFeed
-from tickpipe.services.retry import Backoff
 from tickpipe.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
