@@ -140,5 +140,5 @@ VENUE = Venue(
 )
 
 
-# Trades of Binance spot symbols (`BTCUSDT`), as binance_source(raw_symbols, url, idle_timeout_s, *, settings).
+# binance_source(raw_symbols, url, idle_timeout_s): trades of Binance spot symbols (`BTCUSDT`).
 binance_source = functools.partial(exchange_source, VENUE)

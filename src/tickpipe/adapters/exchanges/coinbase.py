@@ -157,5 +157,5 @@ VENUE = Venue(
 )
 
 
-# Trades of Coinbase products (`BTC-USD`), as coinbase_source(raw_symbols, url, idle_timeout_s, *, settings).
+# coinbase_source(raw_symbols, url, idle_timeout_s): trades of Coinbase products (`BTC-USD`).
 coinbase_source = functools.partial(exchange_source, VENUE)

@@ -148,5 +148,5 @@ VENUE = Venue(
 )
 
 
-# Trades of Kraken pairs (`BTC/USD`), as kraken_source(raw_symbols, url, idle_timeout_s, *, settings).
+# kraken_source(raw_symbols, url, idle_timeout_s): trades of Kraken pairs (`BTC/USD`).
 kraken_source = functools.partial(exchange_source, VENUE)
