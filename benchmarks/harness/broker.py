@@ -9,8 +9,9 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.harness import hist, infra, workload
 from confluent_kafka import Consumer, Producer
+
+from benchmarks.harness import hist, infra, workload
 
 # tickpipe's KafkaSink and KafkaConsumer settings (src/tickpipe/adapters/bus/kafka.py).
 TICKPIPE_PRODUCER_CONFIG: dict[str, Any] = {

@@ -12,8 +12,8 @@ import asyncio
 import time
 
 import asyncpg
-from benchmarks.harness import workload
 
+from benchmarks.harness import workload
 from tickpipe.adapters.pubsub.frames import update_frame
 
 BATCH_ROWS = 10_000

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from benchmarks.harness import infra, workload
 
+from benchmarks.harness import infra, workload
 from tickpipe.adapters.pubsub.frames import encode_updates
 
 PUBLISH_TICK_S = 0.01  # the publisher sends what is due every 10 ms, one message per tick
@@ -47,10 +47,10 @@ def _read_line(child: subprocess.Popen[bytes], timeout_s: float) -> str:
 
 
 def _start_clients(
-    processes: infra.Processes, name: str, url: str, clients: int, compression: str
+    processes: infra.Processes, name: str, url: str, clients: int
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "benchmarks.harness.ws_clients", url]
-    argv += ["--clients", str(clients), "--idle-s", str(IDLE_END_S), "--compression", compression]
+    argv += ["--clients", str(clients), "--idle-s", str(IDLE_END_S)]
     pool = processes.start(name, argv, stdout_pipe=True)
     if _read_line(pool, 60) != "READY":
         raise RuntimeError("the WebSocket client pool did not connect")
@@ -69,20 +69,16 @@ def _result(pool: subprocess.Popen[bytes], expected: int, timeout_s: float) -> F
     )
 
 
-def broadcast_ceiling(
-    processes: infra.Processes, clients: int, updates: int, compression: str = "none"
-) -> FanOut:
+def broadcast_ceiling(processes: infra.Processes, clients: int, updates: int) -> FanOut:
     """Deliveries/s of `websockets.broadcast` from a bare server to the client pool."""
     port = infra.free_port()
     argv = [sys.executable, "-m", "benchmarks.harness.ws_broadcast", str(port)]
-    argv += ["--clients", str(clients), "--updates", str(updates), "--compression", compression]
+    argv += ["--clients", str(clients), "--updates", str(updates)]
     server = processes.start("ws-broadcast", argv, stdout_pipe=True)
     try:
         if _read_line(server, 60) != "LISTENING":
             raise RuntimeError("the broadcast server did not start")
-        pool = _start_clients(
-            processes, "ws-clients-ceiling", f"ws://127.0.0.1:{port}", clients, compression
-        )
+        pool = _start_clients(processes, "ws-clients-ceiling", f"ws://127.0.0.1:{port}", clients)
         return _result(pool, updates * clients, timeout_s=300)
     finally:
         processes.stop(server)
@@ -115,11 +111,10 @@ def gateway_fan_out(
     clients: int,
     updates: int,
     rate_per_s: float,
-    compression: str = "none",
 ) -> FanOut:
     """Publishes `updates` trades (tickpipe's Redis message format) to the gateway's channel at
     `rate_per_s`; the client pool on the gateway's `/ws` counts what arrives."""
-    pool = _start_clients(processes, "ws-clients-gateway", ws_url, clients, compression)
+    pool = _start_clients(processes, "ws-clients-gateway", ws_url, clients)
     time.sleep(0.5)  # every connection is registered with the broadcaster
     asyncio.run(_publish(channel, updates, rate_per_s))
     return _result(pool, updates * clients, timeout_s=300)

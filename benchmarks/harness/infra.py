@@ -73,10 +73,15 @@ class Processes:
         self._children.append(child)
         return child
 
-    def stop(self, child: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
+    def stop(
+        self,
+        child: subprocess.Popen[bytes],
+        timeout_s: float = 10.0,
+        signal_number: int = signal.SIGTERM,
+    ) -> int:
+        """`signal_number`, then SIGKILL after `timeout_s`; returns the exit code."""
         if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(signal_number)
             try:
                 child.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -40,7 +40,7 @@ def quix_throughput(
     argv += [f"bench-{run_id}-quix", str(state_dir)]
     child = processes.start("quix", argv)
     try:
-        with pipeline.high_watermarks(bootstrap, output_topic) as produced:
+        with pipeline.messages_in(bootstrap, output_topic) as produced:
             progress = pipeline.watch(produced, count, child, timeout_s)
     finally:
         processes.stop(child, timeout_s=15)

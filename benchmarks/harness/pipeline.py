@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,10 +15,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
-from benchmarks.harness import hist, infra, workload
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from websockets.asyncio.client import connect
 
+from benchmarks.harness import hist, infra, workload
 from tickpipe.adapters.store.migrate import migrate
 
 COMMIT_POLL_S = 0.1
@@ -77,17 +79,38 @@ def committed_offsets(bootstrap: str, topic: str, group: str) -> Iterator[Counte
 
 
 @contextlib.contextmanager
-def high_watermarks(bootstrap: str, topic: str) -> Iterator[Counter]:
-    """A function: the number of messages in `topic` (sum of its high watermarks)."""
-    partitions = infra.partitions_of(bootstrap, topic)
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+def messages_in(bootstrap: str, topic: str) -> Iterator[Counter]:
+    """A function: how many messages of `topic` a reader has seen so far. It reads every
+    partition from the start on a thread of its own, outside any group. (Tansu's high
+    watermarks lag behind the last batch of each partition, so they cannot be used.)"""
+    partitions = [
+        TopicPartition(p.topic, p.partition, OFFSET_BEGINNING)
+        for p in infra.partitions_of(bootstrap, topic)
+    ]
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-reader",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 0,
+        }
+    )
+    reader.assign(partitions)
+    seen = [0]
+    stop = threading.Event()
 
-    def total() -> int:
-        return sum(reader.get_watermark_offsets(p, timeout=10)[1] for p in partitions)
+    def read() -> None:
+        while not stop.is_set():
+            batch = reader.consume(10_000, 0) or reader.consume(1, 0.05)
+            seen[0] += sum(1 for message in batch if message.error() is None)
 
+    thread = threading.Thread(target=read, name="bench-reader", daemon=True)
+    thread.start()
     try:
-        yield total
+        yield lambda: seen[0]
     finally:
+        stop.set()
+        thread.join(5)
         reader.close()
 
 
@@ -171,7 +194,8 @@ def processor_throughput(
         peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
     finally:
         if profiler is not None:
-            processes.stop(profiler, timeout_s=30)  # py-spy writes its file on SIGTERM/SIGINT
+            # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM.
+            processes.stop(profiler, timeout_s=30, signal_number=signal.SIGINT)
         processes.stop(child)
     return Throughput(
         progress.rate_per_s(), peak_rss_kib / 1024, progress, stored_rows(env.database_url)

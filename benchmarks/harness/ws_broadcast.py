@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from benchmarks.harness import workload
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from benchmarks.harness import workload
 from tickpipe.adapters.pubsub.frames import update_frame
 
 HIGH_WATER_BYTES = 256 * 1024  # waits for the clients above this much unsent data
@@ -25,7 +25,7 @@ def _buffered_bytes(connections: set[ServerConnection]) -> int:
     return max((c.transport.get_write_buffer_size() for c in connections), default=0)
 
 
-async def run_server(port: int, clients: int, updates: int, compression: str) -> None:
+async def run_server(port: int, clients: int, updates: int) -> None:
     texts = [update_frame(s).decode() for s in workload.scored(updates)]
     connected: set[ServerConnection] = set()
     all_connected = asyncio.Event()
@@ -40,7 +40,7 @@ async def run_server(port: int, clients: int, updates: int, compression: str) ->
         handler,
         "127.0.0.1",
         port,
-        compression=None if compression == "none" else "deflate",
+        compression=None,
         ping_interval=None,
     ):
         print("LISTENING", flush=True)
@@ -61,9 +61,8 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--updates", type=int, default=10_000)
-    parser.add_argument("--compression", choices=("none", "deflate"), default="none")
     args = parser.parse_args()
-    asyncio.run(run_server(args.port, args.clients, args.updates, args.compression))
+    asyncio.run(run_server(args.port, args.clients, args.updates))
 
 
 if __name__ == "__main__":

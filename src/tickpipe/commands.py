@@ -14,6 +14,7 @@ from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, Up
 from tickpipe.services.gateway.app import create_app
 from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
+from tickpipe.services.publishing import queued_publisher
 from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
 from tickpipe.telemetry.probes import Check, probe_routes
 
@@ -37,6 +38,7 @@ async def run(settings: Settings) -> None:
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "run", embedded=True)
         )
+        publisher = await stack.enter_async_context(queued_publisher(updates.publisher))
         sink: TradeSink
         consumer: TradeConsumer
         if settings.kafka_bootstrap_servers:
@@ -47,12 +49,20 @@ async def run(settings: Settings) -> None:
             sink = consumer = MemoryBus(settings.kafka_queue_max)
             drain = True  # the in-process bus is not durable: process what it holds before exit
         source = wiring.open_source(settings)
-        processor = _processor(settings, consumer, store, updates.publisher)
+        processor = _processor(settings, consumer, store, publisher)
         checks = _store_checks(store) | {
             "pubsub": updates.feed.ping,
             "processor": _healthy(processor),
         }
-        app = create_app(store, updates.feed, checks, window=settings.sma_window)
+        if settings.kafka_bootstrap_servers:
+            checks["kafka"] = wiring.kafka_check(settings)
+        app = create_app(
+            store,
+            updates.feed,
+            checks,
+            window=settings.sma_window,
+            client_queue_frames=settings.ws_client_queue,
+        )
         server = http_server(app, settings.http_host, settings.http_port)
         await run_service(
             [
@@ -67,7 +77,8 @@ async def run(settings: Settings) -> None:
 async def ingest(settings: Settings) -> None:
     async with wiring.open_kafka_sink(settings, "ingest") as sink:
         source = wiring.open_source(settings)
-        server = _probe_server(settings, {}, DEFAULT_INGEST_METRICS_PORT)
+        checks = {"kafka": wiring.kafka_check(settings)}
+        server = _probe_server(settings, checks, DEFAULT_INGEST_METRICS_PORT)
         await run_service(
             [_ingest_worker(source, sink)],
             server,
@@ -89,10 +100,13 @@ async def process(settings: Settings) -> None:
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "process", embedded=False)
         )
+        # Entered before the consumer, so it still publishes what its last revoke flushes.
+        publisher = await stack.enter_async_context(queued_publisher(updates.publisher))
         consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
-        processor = _processor(settings, consumer, store, updates.publisher)
+        processor = _processor(settings, consumer, store, publisher)
         checks = _store_checks(store) | {
             "redis": updates.feed.ping,
+            "kafka": wiring.kafka_check(settings),
             "processor": _healthy(processor),
         }
         server = _probe_server(settings, checks, DEFAULT_PROCESS_METRICS_PORT)
@@ -118,7 +132,13 @@ async def gateway(settings: Settings) -> None:
             wiring.open_updates(settings, "gateway", embedded=False)
         )
         checks = _store_checks(store) | {"redis": updates.feed.ping}
-        app = create_app(store, updates.feed, checks, window=settings.sma_window)
+        app = create_app(
+            store,
+            updates.feed,
+            checks,
+            window=settings.sma_window,
+            client_queue_frames=settings.ws_client_queue,
+        )
         server = http_server(app, settings.http_host, settings.http_port)
         await run_service([], server, on_started=lambda: _announce(settings, server, "gateway"))
 
@@ -149,8 +169,8 @@ def _store_checks(store: TradeStore) -> dict[str, Check]:
 
 def _healthy(processor: Processor) -> Check:
     async def check() -> None:
-        if not processor.store_healthy:
-            raise RuntimeError("store writes are failing; retrying")
+        if processor.failing:
+            raise RuntimeError("; ".join(f"{d}: {why}" for d, why in processor.failing.items()))
 
     return check
 

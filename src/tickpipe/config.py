@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     batch_max_trades: int = Field(default=5_000, ge=1)
     batch_max_age_ms: float = Field(default=50.0, ge=0)
 
+    ws_client_queue: int = Field(default=10_000, ge=1)  # frames a WebSocket client may lag
+
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

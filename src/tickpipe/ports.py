@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from tickpipe.core.scoring import ScoredTrade
-from tickpipe.core.trade import Trade
+from tickpipe.core.candles import Candle
+from tickpipe.core.scoring import ScoredTrade, SignalChange
+from tickpipe.core.trade import MAX_CLOCK_SKEW_US, MAX_TIME_US, Trade
 
 JsonObject = dict[str, Any]
 
@@ -76,11 +77,67 @@ class TradeWriter(Protocol):
         stream, oldest first, in processing order; used to rebuild a window after a restart."""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class HistoryKey:
+    """A stored trade's place in history order: exchange time, then store row id (processing
+    order). Pages of history are cut at keys (keyset paging), never at offsets."""
+
+    time_us: int
+    row_id: int
+
+
+# After every storable trade: exchange times end a day past 2100 (core/trade.py).
+END_OF_HISTORY = HistoryKey(MAX_TIME_US + MAX_CLOCK_SKEW_US + 1, 2**63 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    trades: list[ScoredTrade]
+    next_key: HistoryKey | None  # where the next (older) page starts; None when this is the last
+
+
 class TradeReader(Protocol):
     async def history(
         self, symbol: str, *, limit: int, exchange: str | None = None
     ) -> list[ScoredTrade]:
         """The last `limit` stored trades of the symbol, newest first."""
+
+    async def history_page(
+        self,
+        symbol: str,
+        *,
+        limit: int,
+        before: HistoryKey,
+        start_us: int = 0,
+        exchange: str | None = None,
+    ) -> HistoryPage:
+        """Up to `limit` trades with key < `before` and exchange time >= `start_us`, newest
+        first (time, then row id, descending)."""
+
+    async def candles(
+        self,
+        symbol: str,
+        *,
+        interval_us: int,
+        from_us: int,
+        to_us: int,
+        exchange: str | None = None,
+    ) -> list[Candle]:
+        """The candles of the bucket-aligned range [from_us, to_us), oldest first; buckets
+        without trades are left out (see core/candles.py for the rules)."""
+
+    async def signal_changes(
+        self,
+        symbol: str,
+        *,
+        start_us: int,
+        end_us: int,
+        limit: int,
+        exchange: str | None = None,
+    ) -> list[SignalChange]:
+        """The trades in [start_us, end_us] whose BUY/SELL differs from the previous BUY/SELL
+        of their (exchange, symbol) stream (looked up before `start_us` if need be), in
+        (time, row id) order; the newest `limit`, newest first."""
 
     async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tickpipe.config import Settings
@@ -115,6 +115,13 @@ async def prepare_kafka(settings: Settings, command: str) -> str:
     return bootstrap
 
 
+def kafka_check(settings: Settings) -> Callable[[], Awaitable[None]]:
+    """The /readyz check of a service that uses Kafka."""
+    from tickpipe.adapters.bus.kafka import KafkaPing
+
+    return KafkaPing(require_kafka(settings, "kafka check"), settings.kafka_topic)
+
+
 @contextlib.asynccontextmanager
 async def open_kafka_sink(settings: Settings, command: str) -> AsyncIterator[TradeSink]:
     from tickpipe.adapters.bus.kafka import KafkaSink
@@ -132,7 +139,12 @@ async def open_kafka_consumer(settings: Settings, command: str) -> AsyncIterator
     from tickpipe.adapters.bus.kafka import KafkaConsumer
 
     bootstrap = await prepare_kafka(settings, command)
-    consumer = KafkaConsumer(bootstrap, settings.kafka_topic, group=settings.kafka_group)
+    consumer = KafkaConsumer(
+        bootstrap,
+        settings.kafka_topic,
+        group=settings.kafka_group,
+        prefetch_messages=settings.batch_max_trades,  # a batch per partition, no more
+    )
     try:
         yield consumer
     finally:

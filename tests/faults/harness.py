@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from fixtures.fault_proxy import FaultProxy
 from fixtures.kafka import _TANSU_ENV, _wait_until_ready, free_port, tansu_binary
@@ -342,3 +346,56 @@ def report(scenario: str, **numbers: object) -> None:
         for key, value in numbers.items()
     )
     print(f"\nFAULT {scenario} {text}", flush=True)
+
+
+# --- a WebSocket client on its own thread ---
+
+
+class WsRecorder:
+    """A WebSocket client that records every frame (with its arrival time) on a thread of its
+    own, so sync tests can cut, restore and look: `frames`, `closed_code`, `closed_reason`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.connected = threading.Event()
+        self.closed_code: int | None = None
+        self.closed_reason = ""
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ws-recorder")
+
+    def __enter__(self) -> WsRecorder:
+        self._thread.start()
+        if not self.connected.wait(10):
+            raise AssertionError(f"no WebSocket connection to {self.url}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(10)
+
+    def frames_after(self, moment_s: float) -> list[dict[str, Any]]:
+        return [frame for arrived_s, frame in list(self.frames) if arrived_s >= moment_s]
+
+    def first_arrival_after(self, moment_s: float) -> float | None:
+        arrivals = [arrived_s for arrived_s, _ in list(self.frames) if arrived_s >= moment_s]
+        return min(arrivals) if arrivals else None
+
+    def _run(self) -> None:
+        self._task = self._loop.create_task(self._receive())
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._task)
+        self._loop.close()
+
+    async def _receive(self) -> None:
+        async with ws_connect(self.url, open_timeout=10) as ws:
+            self.connected.set()
+            try:
+                async for message in ws:
+                    self.frames.append((time.monotonic(), orjson.loads(message)))
+            except ConnectionClosed:
+                pass
+            self.closed_code = ws.close_code
+            self.closed_reason = ws.close_reason or ""

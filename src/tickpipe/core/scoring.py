@@ -18,6 +18,15 @@ class ScoredTrade:
     signal: Signal
 
 
+@dataclass(frozen=True, slots=True)
+class SignalChange:
+    """A stored trade whose BUY/SELL signal differs from the previous BUY/SELL of its stream
+    (HOLDs in between do not count)."""
+
+    scored: ScoredTrade
+    previous: Signal
+
+
 class Scorer:
     """Per-(exchange, symbol) rolling windows. Memory: one window of `window` prices per stream."""
 

@@ -54,7 +54,7 @@ class Processor:
         self._messages: list[BusMessage] = []
         self._batch_started_s = 0.0
         self._recent = RecentIds(window=max(RECENT_IDS_PER_STREAM, scorer.window))
-        self.store_healthy = True
+        self.failing: dict[str, str] = {}  # dependency -> why its last call failed (readiness)
         consumer.on_revoke(self._on_revoke)
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
@@ -91,7 +91,7 @@ class Processor:
     async def _take(self, messages: Sequence[BusMessage]) -> None:
         poison = [m for m in messages if m.trade is None]
         if poison:
-            await self._retry("dead-letter", lambda: self._consumer.dead_letter(poison))
+            await self._retry("dead-letter", "kafka", lambda: self._consumer.dead_letter(poison))
             for message in poison:
                 log.warning("moved a bus message to the DLQ: %s", message.error)
         scorer, batch, recent = self._scorer, self._batch, self._recent
@@ -113,7 +113,7 @@ class Processor:
         """Seeds a stream's window with the prices stored before `trade` (restart, rebalance)."""
         window = self._scorer.window
         prices = await self._retry(
-            "window rebuild", lambda: self._store.window_prices(trade, window - 1)
+            "window rebuild", "database", lambda: self._store.window_prices(trade, window - 1)
         )
         self._scorer.seed(trade.key, prices)
 
@@ -131,12 +131,14 @@ class Processor:
             if batch:
                 started_s = time.monotonic()
                 with tracing.span("store.write", trades=len(batch)):
-                    inserted = await self._retry("store write", lambda: self._store.write(batch))
+                    inserted = await self._retry(
+                        "store write", "database", lambda: self._store.write(batch)
+                    )
                 metrics.trades_stored.inc(inserted)
                 metrics.batch_size.observe(len(batch))
                 metrics.flush_seconds.observe(time.monotonic() - started_s)
             with tracing.span("bus.commit", messages=len(messages)):
-                await self._retry("commit", lambda: self._consumer.commit(messages))
+                await self._retry("commit", "kafka", lambda: self._consumer.commit(messages))
             self._batch, self._messages = [], []
             if batch:
                 with tracing.span("publish", trades=len(batch)):
@@ -166,7 +168,15 @@ class Processor:
         await self.flush()
         self._scorer.forget_all()
 
-    async def _retry(self, what: str, attempt_call: Callable[[], Awaitable[T]]) -> T:
+    @property
+    def store_healthy(self) -> bool:
+        return "database" not in self.failing
+
+    async def _retry(
+        self, what: str, dependency: str, attempt_call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Calls until it succeeds, with capped exponential backoff; `dependency` (database or
+        kafka) names what is failing for /readyz and the metrics."""
         attempt = 0
         while True:
             try:
@@ -174,8 +184,11 @@ class Processor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage is retried, never fatal
-                self.store_healthy = False
-                metrics.store_retries.inc()
+                if dependency not in self.failing:
+                    metrics.dependency_outages.labels(dependency).inc()
+                self.failing[dependency] = f"{what} failing, retrying: {exc}"
+                retries = metrics.store_retries if dependency == "database" else metrics.bus_retries
+                retries.inc()
                 delay_s = self._backoff.delay_s(attempt)
                 log.warning(
                     "%s failed (attempt %d), retrying in %.2fs: %s", what, attempt + 1, delay_s, exc
@@ -185,7 +198,7 @@ class Processor:
             else:
                 if attempt:
                     log.info("%s succeeded after %d retries", what, attempt)
-                self.store_healthy = True
+                self.failing.pop(dependency, None)
                 return result
 
 

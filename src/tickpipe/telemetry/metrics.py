@@ -42,7 +42,8 @@ batch_size = Histogram("tickpipe_batch_size", "Trades per store batch", buckets=
 flush_seconds = Histogram(
     "tickpipe_flush_seconds", "Time to write one batch to the store", buckets=_LATENCY_BUCKETS
 )
-store_retries = Counter("tickpipe_store_retries_total", "Failed store writes retried")
+store_retries = Counter("tickpipe_store_retries_total", "Failed store calls retried")
+bus_retries = Counter("tickpipe_bus_retries_total", "Failed bus commits and dead-letters retried")
 publish_retries = Counter("tickpipe_publish_retries_total", "Failed update publishes retried")
 updates_dropped = Counter(
     "tickpipe_updates_dropped_total", "Live updates not published (pub/sub down too long)"
@@ -57,6 +58,13 @@ ingest_to_published_seconds = Histogram(
     "tickpipe_ingest_to_published_seconds",
     "Ingest time to published as a live update",
     buckets=_LATENCY_BUCKETS,
+)
+
+# every service
+dependency_outages = Counter(
+    "tickpipe_dependency_outages_total",
+    "Times a dependency went from answering to failing (database, kafka, redis)",
+    ["dependency"],
 )
 
 # gateway

@@ -50,6 +50,7 @@ _Headers = list[tuple[str, str | bytes | None]]
 
 DEFAULT_GROUP = "tickpipe-processor"  # = Settings.kafka_group
 DEFAULT_QUEUE_MAX = 100_000  # = Settings.kafka_queue_max
+DEFAULT_PREFETCH_MESSAGES = 5_000  # per partition; = Settings.batch_max_trades
 # Kafka's own default retention, set explicitly: some Kafka-protocol brokers (Tansu) report
 # only the configs a topic was created with.
 RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -239,7 +240,40 @@ class KafkaSink:
         self._log_delivery_failure(logging.ERROR, "Kafka delivery failed: %s", error)
 
     def _on_client_error(self, error: KafkaError) -> None:
+        _count_outage(error)
         self._log_client_error(logging.WARNING, "Kafka producer: %s", error)
+
+
+def _count_outage(error: KafkaError) -> None:
+    # librdkafka reports this once each time its last broker connection goes down.
+    if error.code() == KafkaError._ALL_BROKERS_DOWN:
+        metrics.dependency_outages.labels("kafka").inc()
+
+
+class KafkaPing:
+    """Readiness check: the broker answers a metadata request for the topic. A client of its own,
+    so that a busy producer or consumer thread never delays the answer."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 1.5) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._topic = topic
+        self._timeout_s = timeout_s
+        # Quiet: the services' own clients already log an outage (rate-limited).
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+
+    async def __call__(self) -> None:
+        try:
+            metadata = await asyncio.to_thread(
+                self._admin.list_topics, self._topic, self._timeout_s
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailable(
+                f"Kafka at {self._bootstrap_servers} does not answer: {exc.args[0].str()}"
+            ) from None
+        topic = metadata.topics.get(self._topic)
+        error = "missing" if topic is None else topic.error
+        if error is not None:
+            raise KafkaUnavailable(f"Kafka topic {self._topic!r} is unavailable: {error}")
 
 
 def _next_offsets(messages: Iterable[BusMessage]) -> dict[int, int]:
@@ -278,6 +312,7 @@ class KafkaConsumer:
         group: str = DEFAULT_GROUP,
         revoke_timeout_s: float = 30.0,
         dlq_timeout_s: float = 10.0,
+        prefetch_messages: int = DEFAULT_PREFETCH_MESSAGES,
     ) -> None:
         self._topic = topic
         self._bootstrap_servers = bootstrap_servers
@@ -310,8 +345,10 @@ class KafkaConsumer:
             # data, and the next fetch starts at once.
             "fetch.wait.max.ms": 10,
             "fetch.queue.backoff.ms": 0,
-            # Prefetch is bounded so a slow store holds little in memory.
+            # Prefetch is bounded, in bytes and in messages per partition, so that a store
+            # outage holds little in memory: librdkafka stops fetching, the backlog stays in Kafka.
             "queued.max.messages.kbytes": 16_384,
+            "queued.min.messages": prefetch_messages,
             "error_cb": self._on_client_error,
             "logger": _log,
         }
@@ -519,6 +556,7 @@ class KafkaConsumer:
                 _log.exception("commit on revoke failed; those messages will be redelivered")
 
     def _on_client_error(self, error: KafkaError) -> None:
+        _count_outage(error)
         self._log_consumer_error(logging.WARNING, "Kafka consumer: %s", error)
 
     # --- dead letters (a thread of their own) ---

@@ -103,10 +103,12 @@ class RedisFeed:
     async def frames(self) -> AsyncIterator[Sequence[Frame]]:
         """Batches of frames in publish order, until the consumer stops iterating."""
         delay_s = RESUBSCRIBE_MIN_DELAY_S
+        subscribed = True  # the service started with Redis answering
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
+                subscribed = True
                 while True:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=LISTEN_POLL_S
@@ -116,6 +118,9 @@ class RedisFeed:
                         yield decode_updates(message["data"])
             except (RedisError, OSError) as exc:
                 metrics.feed_resubscribes.inc()
+                if subscribed:  # the first failure of an outage, not each retry during it
+                    metrics.dependency_outages.labels("redis").inc()
+                    subscribed = False
                 log.warning(
                     "update feed lost channel %r (%s: %s); re-subscribing in about %.1f s",
                     self._channel,

@@ -16,9 +16,12 @@ from typing import Any
 import asyncpg
 
 from tickpipe.adapters.store.errors import StoreUnavailable, describe_url
-from tickpipe.core.scoring import ScoredTrade
+from tickpipe.adapters.store.postgres_candles import PostgresCandles
+from tickpipe.core.candles import Candle
+from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
 from tickpipe.core.trade import Side, Trade, datetime_to_time_us, time_us_to_datetime
+from tickpipe.ports import HistoryKey, HistoryPage
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 10.0
@@ -95,6 +98,46 @@ FROM trades
 WHERE symbol = $1 AND exchange = $2
 ORDER BY time DESC, id DESC
 LIMIT $3
+"""
+# Keyset paging: rows before the key (time, id), newest first. The plain `time <= $3` lets the
+# (symbol, time) / (exchange, symbol, time) index bound the scan; the OR then drops the rows at
+# that very time whose id is not below the key's.
+_HISTORY_PAGE = """
+SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+FROM trades
+WHERE symbol = $1 AND time >= $2 AND time <= $3 AND (time < $3 OR id < $4)
+ORDER BY time DESC, id DESC
+LIMIT $5
+"""
+_STREAM_HISTORY_PAGE = """
+SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time
+FROM trades
+WHERE symbol = $1 AND exchange = $6 AND time >= $2 AND time <= $3 AND (time < $3 OR id < $4)
+ORDER BY time DESC, id DESC
+LIMIT $5
+"""
+# LAG over the BUY/SELL rows of each stream in the range; the first row of a stream looks up
+# the last BUY/SELL before the range instead (CASE evaluates that subquery only then).
+_SIGNAL_CHANGES = """
+SELECT * FROM (
+    SELECT c.*, CASE WHEN c.lagged IS NULL THEN (
+        SELECT p.signal FROM trades AS p
+        WHERE p.exchange = c.exchange AND p.symbol = c.symbol AND p.signal <> 'HOLD'
+          AND p.time < $2
+        ORDER BY p.time DESC, p.id DESC
+        LIMIT 1
+    ) ELSE c.lagged END AS previous_signal
+    FROM (
+        SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal,
+               ingest_time, LAG(signal) OVER (PARTITION BY exchange ORDER BY time, id) AS lagged
+        FROM trades
+        WHERE symbol = $1 AND time >= $2 AND time <= $3 AND signal <> 'HOLD'
+          AND ($5::text IS NULL OR exchange = $5)
+    ) AS c
+) AS s
+WHERE previous_signal IS NOT NULL AND previous_signal <> signal
+ORDER BY time DESC, id DESC
+LIMIT $4
 """
 # A loose index scan: one index probe per distinct (exchange, symbol), however many rows, then
 # the newest row of each stream through (exchange, symbol, time) (on TimescaleDB: newest chunk).
@@ -181,6 +224,7 @@ class PostgresStore:
     def __init__(self, pool: Any, location: str) -> None:
         self._pool = pool
         self._location = location
+        self._candles = PostgresCandles(pool)
 
     async def write(self, batch: Sequence[ScoredTrade]) -> int:
         if not batch:
@@ -214,6 +258,64 @@ class PostgresStore:
         else:
             rows = await self._pool.fetch(_STREAM_HISTORY, symbol, exchange, limit)
         return [_scored(row) for row in rows]
+
+    async def history_page(
+        self,
+        symbol: str,
+        *,
+        limit: int,
+        before: HistoryKey,
+        start_us: int = 0,
+        exchange: str | None = None,
+    ) -> HistoryPage:
+        bounds = (
+            symbol,
+            _EPOCH + timedelta(microseconds=start_us),
+            _EPOCH + timedelta(microseconds=before.time_us),
+            before.row_id,
+            limit + 1,  # one more tells whether there is a next page
+        )
+        if exchange is None:
+            rows = await self._pool.fetch(_HISTORY_PAGE, *bounds)
+        else:
+            rows = await self._pool.fetch(_STREAM_HISTORY_PAGE, *bounds, exchange)
+        if len(rows) <= limit:
+            return HistoryPage([_scored(row) for row in rows], None)
+        last = rows[limit - 1]
+        next_key = HistoryKey(datetime_to_time_us(last["time"]), last["id"])
+        return HistoryPage([_scored(row) for row in rows[:limit]], next_key)
+
+    async def candles(
+        self,
+        symbol: str,
+        *,
+        interval_us: int,
+        from_us: int,
+        to_us: int,
+        exchange: str | None = None,
+    ) -> list[Candle]:
+        return await self._candles.candles(
+            symbol, interval_us=interval_us, from_us=from_us, to_us=to_us, exchange=exchange
+        )
+
+    async def signal_changes(
+        self,
+        symbol: str,
+        *,
+        start_us: int,
+        end_us: int,
+        limit: int,
+        exchange: str | None = None,
+    ) -> list[SignalChange]:
+        rows = await self._pool.fetch(
+            _SIGNAL_CHANGES,
+            symbol,
+            _EPOCH + timedelta(microseconds=start_us),
+            _EPOCH + timedelta(microseconds=end_us),
+            limit,
+            exchange,
+        )
+        return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows]
 
     async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:
         rows = await self.history(symbol, limit=1, exchange=exchange)

@@ -15,14 +15,56 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
-from tickpipe.core.scoring import ScoredTrade
+from tickpipe.core.candles import Candle, aggregate_candles
+from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
 from tickpipe.core.trade import Side, Trade, datetime_to_time_us, format_time_us
+from tickpipe.ports import HistoryKey, HistoryPage
 
 T = TypeVar("T")
 
 _COLUMNS = "time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time"
 _INSERT = f"INSERT OR IGNORE INTO trades ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+# `time` is fixed-width text, so `time < ?` on text is time order; `id` breaks ties.
+_HISTORY_PAGE = """
+SELECT * FROM trades
+WHERE symbol = ? AND (? IS NULL OR exchange = ?)
+  AND time >= ? AND time <= ? AND (time < ? OR id < ?)
+ORDER BY time DESC, id DESC
+LIMIT ?
+"""
+# Integer microseconds from the text: whole seconds by strftime, then the six fraction digits.
+# SQLite has no decimal type, so the exact sums of a candle are made in Python (core/candles.py).
+_CANDLE_ROWS = """
+SELECT CAST(strftime('%s', substr(time, 1, 19)) AS INTEGER) * 1000000
+           + CAST(substr(time, 21, 6) AS INTEGER) AS time_us,
+       price, quantity
+FROM trades
+WHERE symbol = ? AND (? IS NULL OR exchange = ?) AND time >= ? AND time < ?
+ORDER BY time, id
+"""
+# LAG over the BUY/SELL rows of each stream in the range; the first row of a stream looks up
+# the last BUY/SELL before the range instead (CASE evaluates that subquery only then).
+_SIGNAL_CHANGES = """
+SELECT * FROM (
+    SELECT c.*, CASE WHEN c.lagged IS NULL THEN (
+        SELECT p.signal FROM trades AS p
+        WHERE p.exchange = c.exchange AND p.symbol = c.symbol AND p.signal <> 'HOLD'
+          AND p.time < ?
+        ORDER BY p.time DESC, p.id DESC
+        LIMIT 1
+    ) ELSE c.lagged END AS previous_signal
+    FROM (
+        SELECT t.*, LAG(t.signal) OVER (PARTITION BY t.exchange ORDER BY t.time, t.id) AS lagged
+        FROM trades AS t
+        WHERE t.symbol = ? AND (? IS NULL OR t.exchange = ?) AND t.signal <> 'HOLD'
+          AND t.time >= ? AND t.time <= ?
+    ) AS c
+)
+WHERE previous_signal IS NOT NULL AND previous_signal <> signal
+ORDER BY time DESC, id DESC
+LIMIT ?
+"""
 
 
 def sqlite_path(database_url: str) -> str:
@@ -125,6 +167,83 @@ class SqliteStore:
                 (symbol, exchange, exchange, limit),
             ).fetchall()
             return [_scored(row) for row in rows]
+
+        return await self._run(query)
+
+    async def history_page(
+        self,
+        symbol: str,
+        *,
+        limit: int,
+        before: HistoryKey,
+        start_us: int = 0,
+        exchange: str | None = None,
+    ) -> HistoryPage:
+        before_text = format_time_us(before.time_us)
+        parameters = (
+            symbol,
+            exchange,
+            exchange,
+            format_time_us(start_us),
+            before_text,
+            before_text,
+            before.row_id,
+            limit + 1,  # one more tells whether there is a next page
+        )
+
+        def query(db: sqlite3.Connection) -> HistoryPage:
+            rows = db.execute(_HISTORY_PAGE, parameters).fetchall()
+            if len(rows) <= limit:
+                return HistoryPage([_scored(row) for row in rows], None)
+            last = rows[limit - 1]
+            next_key = HistoryKey(_time_us(last["time"]), last["id"])
+            return HistoryPage([_scored(row) for row in rows[:limit]], next_key)
+
+        return await self._run(query)
+
+    async def candles(
+        self,
+        symbol: str,
+        *,
+        interval_us: int,
+        from_us: int,
+        to_us: int,
+        exchange: str | None = None,
+    ) -> list[Candle]:
+        parameters = (symbol, exchange, exchange, format_time_us(from_us), format_time_us(to_us))
+
+        def query(db: sqlite3.Connection) -> list[Candle]:
+            cursor = db.cursor()
+            cursor.row_factory = None  # plain tuples: this loop may see millions of rows
+            rows = cursor.execute(_CANDLE_ROWS, parameters)
+            trades = ((time_us, Decimal(price), Decimal(qty)) for time_us, price, qty in rows)
+            return list(aggregate_candles(trades, interval_us))
+
+        return await self._run(query)
+
+    async def signal_changes(
+        self,
+        symbol: str,
+        *,
+        start_us: int,
+        end_us: int,
+        limit: int,
+        exchange: str | None = None,
+    ) -> list[SignalChange]:
+        start_text = format_time_us(start_us)
+        parameters = (
+            start_text,
+            symbol,
+            exchange,
+            exchange,
+            start_text,
+            format_time_us(end_us),
+            limit,
+        )
+
+        def query(db: sqlite3.Connection) -> list[SignalChange]:
+            rows = db.execute(_SIGNAL_CHANGES, parameters).fetchall()
+            return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows]
 
         return await self._run(query)
 

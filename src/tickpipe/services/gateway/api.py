@@ -1,21 +1,26 @@
-"""REST routes of the gateway: history and snapshots (contract: HTTP API)."""
+"""REST routes of the gateway: history, snapshots (contract: HTTP API), candles and signal
+changes. Time parameters are ISO-8601 or epoch milliseconds, both bounds inclusive."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
+from tickpipe.core.candles import CandleInterval, candle_window
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
-from tickpipe.core.views import history_view, snapshot_view
-from tickpipe.ports import JsonObject, TradeReader, UpdateFeed
+from tickpipe.core.views import candle_view, history_view, signal_change_view, snapshot_view
+from tickpipe.ports import END_OF_HISTORY, HistoryKey, JsonObject, TradeReader, UpdateFeed
+from tickpipe.services.gateway.params import decode_cursor, encode_cursor, parse_time_us
 from tickpipe.services.gateway.schemas import (
     BtcSnapshot,
+    CandleBar,
     ErrorBody,
     Exchange,
     HistoryTrade,
+    SignalChangeItem,
     Snapshot,
 )
 
@@ -23,7 +28,32 @@ SymbolPath = Annotated[
     str, Path(min_length=1, max_length=40, description="Symbol, e.g. BTCUSDT (BTC-USD also works)")
 ]
 ExchangeQuery = Annotated[Exchange | None, Query(description="Only this exchange")]
+StartQuery = Annotated[
+    str | None,
+    Query(max_length=40, description="From this time (inclusive): ISO-8601 or epoch ms"),
+]
+EndQuery = Annotated[
+    str | None,
+    Query(max_length=40, description="Up to this time (inclusive): ISO-8601 or epoch ms"),
+]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+PAGED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "X-Next-Cursor": {
+                "description": "Pass it back as `cursor` (same other parameters) for the next,"
+                " older page; absent on the last page",
+                "schema": {"type": "string"},
+            },
+            "Link": {
+                "description": 'The next page\'s URL, rel="next"',
+                "schema": {"type": "string"},
+            },
+        }
+    }
+}
+DEFAULT_SIGNAL_RANGE_US = 86_400_000_000  # one day
+MAX_SIGNAL_RANGE_US = 7 * DEFAULT_SIGNAL_RANGE_US  # a range is scanned whole: keep it bounded
 
 
 def json_response(content: Any) -> Response:
@@ -37,6 +67,17 @@ def symbol_or_422(raw: str) -> str:
         raise HTTPException(422, str(exc)) from None
 
 
+def time_range_or_422(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    try:
+        start_us = None if start is None else parse_time_us(start, "start")
+        end_us = None if end is None else parse_time_us(end, "end")
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if start_us is not None and end_us is not None and start_us > end_us:
+        raise HTTPException(422, f"start {start!r} is after end {end!r}")
+    return start_us, end_us
+
+
 def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["market data"])
 
@@ -48,17 +89,109 @@ def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
             snapshot = None if stored is None else snapshot_view(stored, window)
         return snapshot
 
-    @router.get("/history/{symbol}", response_model=list[HistoryTrade])
+    async def newest_time_us(symbol: str, exchange: str | None) -> int | None:
+        newest = await store.latest(symbol, exchange)
+        return None if newest is None else newest.trade.exchange_time_us
+
+    @router.get("/history/{symbol}", response_model=list[HistoryTrade], responses=PAGED)
     async def history(
+        request: Request,
         symbol: SymbolPath,
         limit: Annotated[int, Query(ge=1, le=1000, description="How many trades")] = 100,
         exchange: ExchangeQuery = None,
+        start: StartQuery = None,
+        end: EndQuery = None,
+        cursor: Annotated[
+            str | None, Query(max_length=100, description="X-Next-Cursor of the previous page")
+        ] = None,
     ) -> Response:
-        """The last `limit` stored trades of the symbol, newest first; `[]` if unknown."""
-        rows = await store.history(
-            symbol_or_422(symbol), limit=limit, exchange=exchange and exchange.value
+        """The last `limit` stored trades of the symbol (in [start, end] when given), newest
+        first; `[]` if unknown. More pages: follow X-Next-Cursor / Link (keyset, no OFFSET)."""
+        normalized = symbol_or_422(symbol)
+        start_us, end_us = time_range_or_422(start, end)
+        before = END_OF_HISTORY if end_us is None else HistoryKey(end_us, END_OF_HISTORY.row_id)
+        if cursor is not None:
+            try:
+                before = min(before, decode_cursor(cursor))
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+        page = await store.history_page(
+            normalized,
+            limit=limit,
+            before=before,
+            start_us=start_us or 0,
+            exchange=exchange and exchange.value,
         )
-        return json_response([history_view(row) for row in rows])
+        response = json_response([history_view(row) for row in page.trades])
+        if page.next_key is not None:
+            next_cursor = encode_cursor(page.next_key)
+            next_url = request.url.include_query_params(cursor=next_cursor)
+            response.headers["X-Next-Cursor"] = next_cursor
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
+
+    @router.get("/candles/{symbol}", response_model=list[CandleBar])
+    async def candles(
+        symbol: SymbolPath,
+        interval: Annotated[CandleInterval, Query(description="Length of a candle")] = (
+            CandleInterval.M1
+        ),
+        start: StartQuery = None,
+        end: EndQuery = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many intervals")] = (
+            500
+        ),
+        exchange: ExchangeQuery = None,
+    ) -> Response:
+        """OHLCV candles, oldest first, covering at most `limit` whole intervals: from the one
+        holding `start`, else the ones up to the interval holding `end` (default: the newest
+        trade). Intervals without trades are left out; exchanges are merged unless one is named."""
+        normalized = symbol_or_422(symbol)
+        start_us, end_us = time_range_or_422(start, end)
+        exchange_name = exchange and exchange.value
+        if start_us is None and end_us is None:
+            end_us = await newest_time_us(normalized, exchange_name)
+            if end_us is None:
+                return json_response([])
+        window = candle_window(interval.length_us, limit, start_us=start_us, end_us=end_us)
+        rows = await store.candles(
+            normalized,
+            interval_us=interval.length_us,
+            from_us=window.from_us,
+            to_us=window.to_us,
+            exchange=exchange_name,
+        )
+        return json_response([candle_view(candle) for candle in rows])
+
+    @router.get("/signals/{symbol}", response_model=list[SignalChangeItem])
+    async def signals(
+        symbol: SymbolPath,
+        start: StartQuery = None,
+        end: EndQuery = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="How many changes")] = 100,
+        exchange: ExchangeQuery = None,
+    ) -> Response:
+        """Signal changes (BUY->SELL, SELL->BUY; HOLDs in between do not count) per
+        (exchange, symbol) stream, newest first, in [start, end]: by default the day up to the
+        newest trade; at most 7 days."""
+        normalized = symbol_or_422(symbol)
+        start_us, end_us = time_range_or_422(start, end)
+        exchange_name = exchange and exchange.value
+        if end_us is None:
+            if start_us is not None:
+                end_us = start_us + DEFAULT_SIGNAL_RANGE_US
+            else:
+                end_us = await newest_time_us(normalized, exchange_name)
+                if end_us is None:
+                    return json_response([])
+        if start_us is None:
+            start_us = max(end_us - DEFAULT_SIGNAL_RANGE_US, 0)
+        if end_us - start_us > MAX_SIGNAL_RANGE_US:
+            raise HTTPException(422, "the range from start to end is longer than 7 days")
+        changes = await store.signal_changes(
+            normalized, start_us=start_us, end_us=end_us, limit=limit, exchange=exchange_name
+        )
+        return json_response([signal_change_view(change) for change in changes])
 
     @router.get("/snapshot/{symbol}", response_model=Snapshot, responses=NOT_FOUND)
     async def snapshot(symbol: SymbolPath, exchange: ExchangeQuery = None) -> Response:

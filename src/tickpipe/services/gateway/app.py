@@ -19,7 +19,7 @@ import tickpipe
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
 from tickpipe.ports import TradeReader, UpdateFeed
 from tickpipe.services.gateway.api import api_router
-from tickpipe.services.gateway.live import Broadcaster
+from tickpipe.services.gateway.live import CLIENT_QUEUE_FRAMES, Broadcaster
 from tickpipe.telemetry.http_tracing import TracingMiddleware
 from tickpipe.telemetry.probes import Check, probe_routes
 
@@ -30,9 +30,14 @@ MAX_WS_SYMBOLS = 100
 
 
 def create_app(
-    store: TradeReader, feed: UpdateFeed, checks: Mapping[str, Check], *, window: int
+    store: TradeReader,
+    feed: UpdateFeed,
+    checks: Mapping[str, Check],
+    *,
+    window: int,
+    client_queue_frames: int = CLIENT_QUEUE_FRAMES,
 ) -> FastAPI:
-    broadcaster = Broadcaster(feed)
+    broadcaster = Broadcaster(feed, client_queue_frames=client_queue_frames)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

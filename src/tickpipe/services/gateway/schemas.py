@@ -28,6 +28,31 @@ class HistoryTrade(BaseModel):
     signal: str
 
 
+class CandleBar(BaseModel):
+    time: str
+    timestamp: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    vwap: float
+    trade_count: int
+
+
+class SignalChangeItem(BaseModel):
+    time: str
+    timestamp: int
+    exchange: str
+    symbol: str
+    trade_id: str
+    price: float
+    sma: float | None
+    previous_signal: str
+    signal: str
+
+
 class Snapshot(BaseModel):
     exchange: str
     symbol: str

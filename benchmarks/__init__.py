@@ -1,0 +1,1 @@
+"""Benchmarks of tickpipe (not part of the test suite): `python -m benchmarks.run`."""

@@ -1,0 +1,62 @@
+"""py-spy profiles of the processor: the command that records one, and a summary of its
+collapsed stacks (top functions by own samples and by samples anywhere on the stack)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+PYSPY_RATE_HZ = 250
+
+
+def py_spy_argv(output: Path) -> list[str]:
+    """`py-spy record` of all threads in collapsed-stack format; the pid is appended."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        py_spy,
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        str(PYSPY_RATE_HZ),
+        "--nonblocking",
+        "--output",
+        str(output),
+        "--pid",
+    ]
+
+
+def _function(frame: str) -> str:
+    """`name (path/to/module.py:123)` -> `name (module.py)`."""
+    name, _, where = frame.partition(" (")
+    module = where.rsplit("/", 1)[-1].split(":", 1)[0]
+    return f"{name} ({module})" if module else name
+
+
+def summarize(collapsed: Path, top: int = 25) -> str:
+    """Top functions by own (leaf) samples and by inclusive samples, in percent of all."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_function(f) for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for function in set(frames):
+            inclusive[function] += count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples at {PYSPY_RATE_HZ} Hz (all threads, idle excluded)", ""]
+    for title, counter in (("own time", own), ("inclusive time", inclusive)):
+        lines.append(f"top {top} by {title}:")
+        lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in counter.most_common(top)]
+        lines.append("")
+    return "\n".join(lines)

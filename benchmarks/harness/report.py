@@ -1,0 +1,279 @@
+"""The run's results: one table (figure, value, ceiling, ratio, target), JSON, a PNG chart and
+the markdown of the latest run (benchmarks/latest.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    figure: str
+    value: str
+    ceiling: str
+    ratio: str
+    target: str
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        return (self.figure, self.value, self.ceiling, self.ratio, self.target)
+
+
+HEADER = ("figure", "value", "ceiling (same run)", "ratio", "target")
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def _ratio(value: float, ceiling: float) -> str:
+    return f"{value / ceiling:.2f}x" if ceiling > 0 else "n/a"
+
+
+def _check(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """The table of a run's results (the `results` dict that run.py writes as JSON)."""
+    ceiling, tickpipe, peer = results["ceilings"], results["tickpipe"], results["peer"]
+    table: list[Row] = []
+    processor = tickpipe["processor_trades_per_s"]
+    idempotent, copy = ceiling["pg_idempotent_rows_per_s"], ceiling["pg_copy_rows_per_s"]
+    table.append(
+        Row(
+            "processor throughput (trades/s, Kafka -> PostgreSQL + Redis)",
+            _rate(processor),
+            f"PostgreSQL idempotent insert {_rate(idempotent)}",
+            _ratio(processor, idempotent),
+            f">= 1.0x: {_check(processor >= idempotent)}",
+        )
+    )
+    table.append(
+        Row(
+            "  same, against plain COPY",
+            _rate(processor),
+            f"PostgreSQL plain COPY {_rate(copy)}",
+            _ratio(processor, copy),
+            "",
+        )
+    )
+    table.append(
+        Row(
+            "  same, against the broker",
+            _rate(processor),
+            f"confluent-kafka consume {_rate(ceiling['broker_consume_msgs_per_s'])}",
+            _ratio(processor, ceiling["broker_consume_msgs_per_s"]),
+            "",
+        )
+    )
+    quix = peer.get("quix_trades_per_s")
+    if quix:
+        table.append(
+            Row(
+                "  same, against the peer",
+                _rate(processor),
+                f"Quix Streams SMA-20 {_rate(quix)}",
+                _ratio(processor, quix),
+                f">= 3x: {_check(processor >= 3 * quix)}",
+            )
+        )
+    rtt = ceiling["broker_round_trip_ms"]
+    latency = tickpipe["latency"]
+    for label, key in (("ingest", "ingest_to_client_ms"), ("exchange", "exchange_to_client_ms")):
+        for p in ("p50", "p99", "p99.9"):
+            value_ms = latency[key][p]
+            target = ""
+            if label == "ingest" and p == "p99":
+                bound_ms = rtt["p99"] + 10
+                target = f"<= {bound_ms:.1f} ms: {_check(value_ms <= bound_ms)}"
+            table.append(
+                Row(
+                    f"{label} -> WebSocket client latency {p} at "
+                    f"{results['params']['latency_rate_per_s']:,.0f} trades/s",
+                    f"{value_ms:.1f} ms",
+                    f"broker round trip {p} {rtt[p]:.1f} ms",
+                    f"+{value_ms - rtt[p]:.1f} ms",
+                    target,
+                )
+            )
+    gateway = tickpipe["gateway"]
+    ws_ceiling = ceiling["ws_broadcast"]["deliveries_per_s"]
+    clients = results["params"]["ws_clients"]
+    table.append(
+        Row(
+            f"gateway fan-out ({clients} WebSocket clients, deliveries/s)",
+            _rate(gateway["deliveries_per_s"]),
+            f"websockets broadcast {_rate(ws_ceiling)}",
+            _ratio(gateway["deliveries_per_s"], ws_ceiling),
+            f">= 1.0x: {_check(gateway['deliveries_per_s'] >= ws_ceiling)}",
+        )
+    )
+    table.append(
+        Row(
+            "gateway drops (frames lost / clients disconnected)",
+            f"{gateway['dropped']:,} / {gateway['disconnected']}",
+            f"offered {gateway['offered_per_s']:,.0f} trades/s x {clients} clients",
+            "",
+            "0 / 0",
+        )
+    )
+    table.append(
+        Row(
+            "processor peak RSS (VmHWM, throughput run)",
+            f"{tickpipe['peak_rss_mib']:.0f} MiB",
+            "",
+            "",
+            "",
+        )
+    )
+    growth = tickpipe.get("rss_growth_pct")
+    if growth is not None:
+        table.append(
+            Row(
+                f"processor RSS growth after warm-up ({results['params']['latency_s']:.0f} s "
+                "latency run)",
+                f"{growth:+.1f} %",
+                "",
+                "",
+                f"<= 10 %: {_check(growth <= 10)}",
+            )
+        )
+    table.append(
+        Row(
+            "Redis pipelined PUBLISH (one trade frame each)",
+            "",
+            _rate(ceiling["redis_publish_msgs_per_s"]),
+            "",
+            "",
+        )
+    )
+    return table
+
+
+def render_text(table: list[Row]) -> str:
+    widths = [max(len(r.cells()[i]) for r in [Row(*HEADER), *table]) for i in range(5)]
+    lines = []
+    for index, row in enumerate([Row(*HEADER), *table]):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row.cells())))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def render_markdown(table: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r.cells()) + " |" for r in table]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def latest_markdown(results: dict[str, Any], table: list[Row], chart_link: str) -> str:
+    host = results["machine"]
+    command = "python -m benchmarks.run" + (" --quick" if results["quick"] else "")
+    return "\n".join(
+        [
+            "# Latest benchmark run",
+            "",
+            f"{results['date']} · `{command}` · {results['params']['trades']:,} trades over "
+            "20 symbols",
+            "",
+            f"Machine: {host['nproc']} cores (`nproc`), {host['cpu']}, Python {host['python']}, "
+            f"load average {host['load_avg_1m']:.1f} at the start (shared machine: compare "
+            "ratios, not absolute numbers).",
+            "",
+            render_markdown(table),
+            "",
+            f"![throughput and latency]({chart_link})",
+            "",
+        ]
+    )
+
+
+def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None) -> None:
+    """Three panels: throughput (log scale), latency percentiles, WebSocket fan-out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ceiling, tickpipe, peer = results["ceilings"], results["tickpipe"], results["peer"]
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 5.2))
+
+    bars = [
+        ("tickpipe processor", tickpipe["processor_trades_per_s"], "tab:blue"),
+        ("Quix Streams SMA-20", peer.get("quix_trades_per_s") or 0, "tab:orange"),
+        ("PG idempotent insert", ceiling["pg_idempotent_rows_per_s"], "tab:gray"),
+        ("PG plain COPY", ceiling["pg_copy_rows_per_s"], "tab:gray"),
+        ("broker consume", ceiling["broker_consume_msgs_per_s"], "tab:gray"),
+    ]
+    names = [b[0] for b in bars]
+    left.barh(names, [b[1] for b in bars], color=[b[2] for b in bars])
+    left.set_xscale("log")
+    left.invert_yaxis()
+    left.set_xlabel("trades (rows, messages) per second, log scale")
+    left.set_title("Throughput (grey: ceilings)")
+    for index, (_, value, _) in enumerate(bars):
+        left.text(value, index, f" {value:,.0f}", va="center", fontsize=8)
+
+    percentiles = ("p50", "p99", "p99.9")
+    series = [
+        ("broker round trip", ceiling["broker_round_trip_ms"], "tab:gray"),
+        ("ingest -> client", tickpipe["latency"]["ingest_to_client_ms"], "tab:blue"),
+        ("exchange -> client", tickpipe["latency"]["exchange_to_client_ms"], "tab:cyan"),
+    ]
+    width = 0.27
+    for offset, (label, values, color) in enumerate(series):
+        xs = [i + (offset - 1) * width for i in range(len(percentiles))]
+        middle.bar(xs, [values[p] for p in percentiles], width, label=label, color=color)
+    middle.set_xticks(range(len(percentiles)), percentiles)
+    middle.set_ylabel("ms")
+    middle.set_title(f"Latency at {results['params']['latency_rate_per_s']:,.0f} trades/s")
+    middle.legend(fontsize=8)
+
+    fan = [
+        ("websockets broadcast", ceiling["ws_broadcast"]["deliveries_per_s"], "tab:gray"),
+        ("tickpipe gateway", tickpipe["gateway"]["deliveries_per_s"], "tab:blue"),
+    ]
+    right.bar([f[0] for f in fan], [f[1] for f in fan], color=[f[2] for f in fan])
+    right.set_ylabel("deliveries per second")
+    right.set_title(f"Fan-out to {results['params']['ws_clients']} WebSocket clients")
+    for index, (_, value, _) in enumerate(fan):
+        right.text(index, value, f"{value:,.0f}", ha="center", va="bottom", fontsize=8)
+
+    figure.suptitle(
+        f"tickpipe benchmarks {results['date']} · {results['machine']['nproc']} cores · "
+        f"{results['params']['trades']:,} trades"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    if copy_to is not None:
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy_to)

@@ -1,0 +1,329 @@
+"""The benchmark harness: ceilings of the machine's parts, tickpipe's figures and the Quix Streams
+peer, measured in one run on our own Tansu broker, PostgreSQL database and Redis names.
+
+    .venv/bin/python -m benchmarks.run            # full: 1,000,000 trades (about 6-10 min)
+    .venv/bin/python -m benchmarks.run --quick    # 100,000 trades, shorter runs (about 2 min)
+    .venv/bin/python -m benchmarks.run --profile  # adds a py-spy profile of the processor
+
+Prints one table, writes benchmarks/results/<run>.json and .png (and its logs in <run>/),
+copies the chart to docs/benchmarks.png and the table to benchmarks/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARKS_DIR.parent
+RESULTS_DIR = BENCHMARKS_DIR / "results"
+DATABASE_NAME = "tickpipe_bench"
+PARTITIONS = 6  # tickpipe's default TICKPIPE_KAFKA_PARTITIONS
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    trades: int
+    rtt_s: float
+    latency_rate_per_s: float
+    latency_warmup_s: float
+    latency_s: float
+    ws_clients: int
+    ws_updates: int
+    redis_s: float
+    gateway_offered_factor: float  # offered rate = this x the broadcast ceiling
+    timeout_s: float
+
+
+QUICK = Params(100_000, 10, 1000, 5, 15, 100, 3_000, 2, 1.5, 300)
+FULL = Params(1_000_000, 30, 1000, 5, 60, 100, 10_000, 5, 1.5, 900)
+
+
+def install_requirements(with_peer: bool) -> None:
+    """Benchmark-only packages into this venv; Quix Streams into benchmarks/.venv-peer."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(BENCHMARKS_DIR / "requirements.txt")], check=True)
+    if with_peer:
+        from benchmarks.harness import peer
+
+        peer.ensure_peer_venv(getattr(sys, "_base_executable", sys.executable))
+
+
+def step(name: str, work: Callable[[], T]) -> T:
+    print(f"-- {name} ...", end="", flush=True)
+    started_s = time.monotonic()
+    result = work()
+    print(f" {time.monotonic() - started_s:.1f} s", flush=True)
+    return result
+
+
+@contextlib.contextmanager
+def stack_under_test(log_dir: Path) -> Iterator[tuple[Any, str, str]]:
+    """Our broker and database for the run; every process is stopped and the database and
+    Redis keys are dropped at the end, whatever happens."""
+    from benchmarks.harness import infra
+
+    processes = infra.Processes(log_dir)
+    try:
+        with infra.tansu_broker(processes) as bootstrap:
+            database_url = infra.fresh_database(DATABASE_NAME)
+            try:
+                yield processes, bootstrap, database_url
+            finally:
+                processes.stop_all()
+                infra.drop_database(DATABASE_NAME)
+    finally:
+        processes.stop_all()
+
+
+def measure(
+    params: Params, run_id: str, log_dir: Path, *, peer_on: bool, profile: bool
+) -> dict[str, Any]:
+    from benchmarks.harness import (
+        broker,
+        database,
+        fanout,
+        infra,
+        peer,
+        pipeline,
+        profiling,
+        workload,
+    )
+
+    redis = infra.RedisNames.for_run(run_id)
+    results: dict[str, Any] = {"ceilings": {}, "tickpipe": {}, "peer": {}, "progress": {}}
+    ceilings, tickpipe = results["ceilings"], results["tickpipe"]
+    with stack_under_test(log_dir) as (processes, bootstrap, database_url):
+        try:
+            step("migrate", lambda: pipeline.migrate_database(database_url))
+            topic = f"bench-{run_id}-trades"
+            infra.create_topics(bootstrap, [topic, f"{topic}.dlq"], PARTITIONS)
+            prefill = step(
+                f"pre-fill {params.trades:,} trades (KafkaSink)",
+                lambda: workload.prefill(bootstrap, topic, params.trades),
+            )
+            results["prefill_trades_per_s"] = prefill
+
+            # Ceilings.
+            ceilings["broker_consume_msgs_per_s"] = step(
+                "ceiling: broker consume",
+                lambda: broker.consume_rate(bootstrap, topic, params.trades),
+            )
+            rtt_topic = broker.round_trip_topic(bootstrap, run_id, "tickpipe")
+            ceilings["broker_round_trip_ms"] = step(
+                f"ceiling: broker round trip at {params.latency_rate_per_s:g}/s",
+                lambda: broker.round_trip(
+                    bootstrap,
+                    rtt_topic,
+                    rate_per_s=params.latency_rate_per_s,
+                    duration_s=params.rtt_s,
+                ),
+            )
+            pg = step(
+                "ceiling: PostgreSQL idempotent insert and COPY",
+                lambda: database.insert_rates(database_url, params.trades),
+            )
+            ceilings["pg_idempotent_rows_per_s"] = pg["idempotent"]
+            ceilings["pg_copy_rows_per_s"] = pg["copy"]
+            ceilings["redis_publish_msgs_per_s"] = step(
+                "ceiling: Redis PUBLISH",
+                lambda: database.publish_rate(infra.REDIS_URL, redis.channel, params.redis_s),
+            )
+            ceilings["ws_broadcast"] = step(
+                f"ceiling: websockets broadcast to {params.ws_clients} clients",
+                lambda: fanout.broadcast_ceiling(
+                    processes, params.ws_clients, params.ws_updates
+                ).as_dict(),
+            )
+
+            # tickpipe.
+            env = infra.TickpipeEnv(
+                database_url, bootstrap, topic, f"bench-{run_id}-process", redis
+            )
+            throughput = step(
+                "tickpipe process: throughput",
+                lambda: pipeline.processor_throughput(
+                    processes, env, params.trades, timeout_s=params.timeout_s
+                ),
+            )
+            if throughput.stored != params.trades:
+                raise RuntimeError(f"stored {throughput.stored} rows of {params.trades} trades")
+            tickpipe["processor_trades_per_s"] = throughput.trades_per_s
+            tickpipe["peak_rss_mib"] = throughput.peak_rss_mib
+            tickpipe["stored"] = throughput.stored
+            results["progress"]["processor"] = throughput.progress.samples
+
+            if peer_on:
+                quix_rate, quix_progress = step(
+                    "peer: Quix Streams SMA-20",
+                    lambda: peer.quix_throughput(
+                        processes,
+                        bootstrap,
+                        topic,
+                        params.trades,
+                        partitions=PARTITIONS,
+                        run_id=run_id,
+                        state_dir=log_dir / "quix-state",
+                        timeout_s=params.timeout_s,
+                    ),
+                )
+                results["peer"]["quix_trades_per_s"] = quix_rate
+                results["progress"]["quix"] = quix_progress.samples
+
+            pipeline.truncate(database_url)
+            live_topic = f"bench-{run_id}-live"
+            live_env = infra.TickpipeEnv(
+                database_url, bootstrap, live_topic, f"bench-{run_id}-live", redis
+            )
+            latency = step(
+                f"tickpipe ingest + process + gateway: latency at "
+                f"{params.latency_rate_per_s:g} trades/s for {params.latency_s:g} s",
+                lambda: pipeline.end_to_end_latency(
+                    processes,
+                    live_env,
+                    rate_per_s=params.latency_rate_per_s,
+                    warmup_s=params.latency_warmup_s,
+                    duration_s=params.latency_s,
+                ),
+            )
+            tickpipe["latency"] = {
+                "ingest_to_client_ms": latency.ingest_to_client_ms,
+                "exchange_to_client_ms": latency.exchange_to_client_ms,
+                "frames": latency.frames,
+            }
+            tickpipe["rss_samples_mib"] = latency.rss_samples_mib
+            tickpipe["rss_growth_pct"] = rss_growth_pct(
+                latency.rss_samples_mib, params.latency_warmup_s
+            )
+
+            gateway, gateway_port = pipeline.start_gateway(processes, env, "gateway-fanout")
+            offered_per_s = (
+                params.gateway_offered_factor
+                * ceilings["ws_broadcast"]["deliveries_per_s"]
+                / params.ws_clients
+            )
+            fan = step(
+                f"tickpipe gateway: fan-out to {params.ws_clients} clients",
+                lambda: fanout.gateway_fan_out(
+                    processes,
+                    f"ws://127.0.0.1:{gateway_port}/ws",
+                    redis.channel,
+                    clients=params.ws_clients,
+                    updates=params.ws_updates,
+                    rate_per_s=offered_per_s,
+                ).as_dict(),
+            )
+            processes.stop(gateway)
+            tickpipe["gateway"] = {**fan, "offered_per_s": offered_per_s}
+
+            if profile:
+                pipeline.truncate(database_url)
+                raw = log_dir / "processor-py-spy.txt"
+                profile_env = infra.TickpipeEnv(
+                    database_url, bootstrap, topic, f"bench-{run_id}-profile", redis
+                )
+                profiled = step(
+                    "profile: tickpipe process under py-spy",
+                    lambda: pipeline.processor_throughput(
+                        processes,
+                        profile_env,
+                        params.trades,
+                        timeout_s=params.timeout_s,
+                        profile_argv=profiling.py_spy_argv(raw),
+                    ),
+                )
+                summary = profiling.summarize(raw)
+                (log_dir / "processor-profile.txt").write_text(summary)
+                results["profile"] = {
+                    "trades_per_s_under_profiler": profiled.trades_per_s,
+                    "collapsed_stacks": str(raw.relative_to(REPO_ROOT)),
+                    "summary": summary,
+                }
+        finally:
+            asyncio.run(infra.delete_redis_keys(redis))
+    return results
+
+
+def rss_growth_pct(samples: list[tuple[float, float]], warmup_s: float) -> float | None:
+    """Growth of RSS from the first sample after warm-up to the last, in percent."""
+    after = [rss for t, rss in samples if t >= warmup_s]
+    if len(after) < 2 or after[0] <= 0:
+        return None
+    return 100 * (after[-1] - after[0]) / after[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="100,000 trades, short runs")
+    parser.add_argument("--trades", type=int, help="trades in the pre-filled topic")
+    parser.add_argument("--latency-s", type=float, help="length of the latency (and RSS) run")
+    parser.add_argument("--profile", action="store_true", help="add a py-spy processor profile")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    parser.add_argument("--no-install", action="store_true", help="skip the pip installs")
+    args = parser.parse_args()
+
+    params = QUICK if args.quick else FULL
+    if args.trades:
+        params = replace(params, trades=args.trades)
+    if args.latency_s:
+        params = replace(params, latency_s=args.latency_s)
+    peer_on = not args.no_peer
+    if not args.no_install:
+        step(
+            "pip install benchmarks/requirements*.txt",
+            lambda: install_requirements(not args.no_peer),
+        )
+
+    from benchmarks.harness import report
+
+    started = dt.datetime.now(dt.UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ")
+    log_dir = RESULTS_DIR / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    host = report.machine()
+    print(
+        f"tickpipe benchmarks {run_id}: {host['nproc']} cores, {host['cpu']}, "
+        f"Python {host['python']}, load {host['load_avg_1m']:.1f}; logs in {log_dir}"
+    )
+    results = measure(params, run_id, log_dir, peer_on=peer_on, profile=args.profile)
+    results.update(
+        {
+            "run_id": run_id,
+            "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": args.quick,
+            "params": asdict(params),
+            "machine": host,
+            "load_avg_1m_end": report.machine()["load_avg_1m"],
+            "duration_s": (dt.datetime.now(dt.UTC) - started).total_seconds(),
+        }
+    )
+    table = report.rows(results)
+    results["table"] = [row.cells() for row in table]
+    report.write_json(RESULTS_DIR / f"{run_id}.json", results)
+    chart = RESULTS_DIR / f"{run_id}.png"
+    report.draw_chart(results, chart, copy_to=REPO_ROOT / "docs" / "benchmarks.png")
+    (BENCHMARKS_DIR / "latest.md").write_text(
+        report.latest_markdown(results, table, "../docs/benchmarks.png")
+    )
+    print()
+    print(report.render_text(table))
+    if "profile" in results:
+        print()
+        print(results["profile"]["summary"])
+    print(f"\nresults: {RESULTS_DIR / run_id}.json, chart: {chart}, table: benchmarks/latest.md")
+
+
+if __name__ == "__main__":
+    main()
