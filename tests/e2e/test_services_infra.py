@@ -27,6 +27,14 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT,ADAUSDT"
 SEED = 11
 WINDOW = 5
+PROCESS_METRICS = [
+    "tickpipe_trades_processed_total{",
+    "tickpipe_batch_size_bucket{",
+    "tickpipe_flush_seconds_bucket{",
+    "tickpipe_consumer_lag ",
+    "tickpipe_ingest_to_published_seconds_bucket{",
+    "tickpipe_exchange_to_processed_seconds_bucket{",
+]
 
 
 def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -159,6 +167,11 @@ def test_four_services_store_every_trade_once(
         assert len(frames) == len(rows), "every stored trade reached the WebSocket client"
         assert processed_by(process_ports[0]) > 0, "the first processor took partitions"
         assert processed_by(process_ports[1]) > 0, "the second processor took partitions"
+        process_metrics = httpx.get(f"http://127.0.0.1:{process_ports[0]}/metrics").text
+        for family in PROCESS_METRICS:
+            assert f"\n{family}" in process_metrics, family
+        gateway_metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics").text
+        assert "\ntickpipe_websocket_clients " in gateway_metrics
         for proc in (process_1, process_2, gateway):
             assert proc.terminate() == 0, proc.log()
 
