@@ -43,10 +43,11 @@ class Params:
     redis_s: float
     gateway_offered_factor: float  # offered rate = this x the broadcast ceiling
     timeout_s: float
+    repeat: int  # throughput runs of tickpipe and of the peer; the best of each counts
 
 
-QUICK = Params(100_000, 10, 1000, 5, 15, 100, 3_000, 2, 1.5, 300)
-FULL = Params(1_000_000, 30, 1000, 5, 60, 100, 10_000, 5, 1.5, 900)
+QUICK = Params(100_000, 10, 1000, 5, 15, 100, 3_000, 2, 1.5, 300, repeat=1)
+FULL = Params(1_000_000, 30, 1000, 5, 60, 100, 10_000, 5, 1.5, 900, repeat=2)
 
 
 def install_requirements(with_peer: bool) -> None:
@@ -146,38 +147,52 @@ def measure(
                 ).as_dict(),
             )
 
-            # tickpipe.
-            env = infra.TickpipeEnv(
-                database_url, bootstrap, topic, f"bench-{run_id}-process", redis
-            )
-            throughput = step(
-                "tickpipe process: throughput",
-                lambda: pipeline.processor_throughput(
-                    processes, env, params.trades, timeout_s=params.timeout_s
-                ),
-            )
-            if throughput.stored != params.trades:
-                raise RuntimeError(f"stored {throughput.stored} rows of {params.trades} trades")
-            tickpipe["processor_trades_per_s"] = throughput.trades_per_s
-            tickpipe["peak_rss_mib"] = throughput.peak_rss_mib
-            tickpipe["stored"] = throughput.stored
-            results["progress"]["processor"] = throughput.progress.samples
-
-            if peer_on:
-                quix_rate, quix_progress = step(
-                    "peer: Quix Streams SMA-20",
-                    lambda: peer.quix_throughput(
-                        processes,
-                        bootstrap,
-                        topic,
-                        params.trades,
-                        partitions=PARTITIONS,
-                        run_id=run_id,
-                        state_dir=log_dir / "quix-state",
-                        timeout_s=params.timeout_s,
+            # tickpipe and the peer, alternately, `repeat` times each on the same topic; the
+            # best run of each counts (noise on a shared machine only ever slows a run down).
+            group = f"bench-{run_id}-process"
+            env = infra.TickpipeEnv(database_url, bootstrap, topic, group, redis)
+            runs: list[Any] = []
+            quix_runs: list[tuple[float, Any]] = []
+            for attempt in range(1, params.repeat + 1):
+                if attempt > 1:
+                    pipeline.truncate(database_url)
+                attempt_env = replace(env, group=f"{group}-{attempt}")
+                throughput = step(
+                    f"tickpipe process: throughput (run {attempt}/{params.repeat})",
+                    lambda attempt_env=attempt_env: pipeline.processor_throughput(
+                        processes, attempt_env, params.trades, timeout_s=params.timeout_s
                     ),
                 )
+                if throughput.stored != params.trades:
+                    raise RuntimeError(f"stored {throughput.stored} rows of {params.trades} trades")
+                runs.append(throughput)
+                if peer_on:
+                    quix_runs.append(
+                        step(
+                            f"peer: Quix Streams SMA-20 (run {attempt}/{params.repeat})",
+                            lambda attempt=attempt: peer.quix_throughput(
+                                processes,
+                                bootstrap,
+                                topic,
+                                params.trades,
+                                partitions=PARTITIONS,
+                                run_id=f"{run_id}-{attempt}",
+                                state_dir=log_dir / "quix-state",
+                                timeout_s=params.timeout_s,
+                            ),
+                        )
+                    )
+            best = max(runs, key=lambda run: run.trades_per_s)
+            tickpipe["processor_trades_per_s"] = best.trades_per_s
+            tickpipe["processor_trades_per_s_runs"] = [run.trades_per_s for run in runs]
+            tickpipe["peak_rss_mib"] = max(run.peak_rss_mib for run in runs)
+            tickpipe["stored"] = best.stored
+            tickpipe["processor_cpu_pct"] = best.cpu_pct
+            results["progress"]["processor"] = best.progress.samples
+            if quix_runs:
+                quix_rate, quix_progress = max(quix_runs, key=lambda run: run[0])
                 results["peer"]["quix_trades_per_s"] = quix_rate
+                results["peer"]["quix_trades_per_s_runs"] = [run[0] for run in quix_runs]
                 results["progress"]["quix"] = quix_progress.samples
 
             pipeline.truncate(database_url)
@@ -199,12 +214,13 @@ def measure(
             tickpipe["latency"] = {
                 "ingest_to_client_ms": latency.ingest_to_client_ms,
                 "exchange_to_client_ms": latency.exchange_to_client_ms,
+                "ingest_to_redis_ms": latency.ingest_to_redis_ms,
+                "processor_means": latency.processor_means,
+                "worst_ms_per_s": latency.worst_ms_per_s,
                 "frames": latency.frames,
             }
             tickpipe["rss_samples_mib"] = latency.rss_samples_mib
-            tickpipe["rss_growth_pct"] = rss_growth_pct(
-                latency.rss_samples_mib, params.latency_warmup_s
-            )
+            tickpipe["rss_growth_pct"] = rss_growth_pct(latency.rss_samples_mib)
 
             gateway, gateway_port = pipeline.start_gateway(processes, env, "gateway-fanout")
             offered_per_s = (
@@ -254,9 +270,9 @@ def measure(
     return results
 
 
-def rss_growth_pct(samples: list[tuple[float, float]], warmup_s: float) -> float | None:
-    """Growth of RSS from the first sample after warm-up to the last, in percent."""
-    after = [rss for t, rss in samples if t >= warmup_s]
+def rss_growth_pct(samples: list[tuple[float, float]]) -> float | None:
+    """Growth of RSS from the first sample after warm-up (t >= 0) to the last, in percent."""
+    after = [rss for t, rss in samples if t >= 0]
     if len(after) < 2 or after[0] <= 0:
         return None
     return 100 * (after[-1] - after[0]) / after[0]
@@ -269,6 +285,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 trades, short runs")
     parser.add_argument("--trades", type=int, help="trades in the pre-filled topic")
     parser.add_argument("--latency-s", type=float, help="length of the latency (and RSS) run")
+    parser.add_argument("--repeat", type=int, help="throughput runs of tickpipe and the peer")
     parser.add_argument("--profile", action="store_true", help="add a py-spy processor profile")
     parser.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
     parser.add_argument("--no-install", action="store_true", help="skip the pip installs")
@@ -279,6 +296,8 @@ def main() -> None:
         params = replace(params, trades=args.trades)
     if args.latency_s:
         params = replace(params, latency_s=args.latency_s)
+    if args.repeat:
+        params = replace(params, repeat=args.repeat)
     peer_on = not args.no_peer
     if not args.no_install:
         step(
@@ -303,6 +322,7 @@ def main() -> None:
             "run_id": run_id,
             "date": started.strftime("%Y-%m-%d %H:%M UTC"),
             "quick": args.quick,
+            "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
             "params": asdict(params),
             "machine": host,
             "load_avg_1m_end": report.machine()["load_avg_1m"],

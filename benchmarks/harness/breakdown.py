@@ -83,7 +83,7 @@ async def _run(
     if profile_path is not None:
         from pyinstrument import Profiler
 
-        profiler = Profiler(async_mode="enabled", interval=0.001)
+        profiler = Profiler(async_mode="disabled", interval=0.001)
     runner = asyncio.create_task(processor.run(stop))
     try:
         while stored() == 0:  # the group join and the first batch are not counted

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import orjson
@@ -171,6 +173,7 @@ class Throughput:
     peak_rss_mib: float
     progress: Progress
     stored: int
+    cpu_pct: float  # CPU time of the processor process over wall time, first to last commit
 
 
 def processor_throughput(
@@ -188,17 +191,32 @@ def processor_throughput(
     profiler = None
     if profile_argv is not None:
         profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
+    cpu_from: list[tuple[float, float]] = []  # (wall s, CPU s) at the first commit
+
     try:
         with committed_offsets(env.bootstrap, env.topic, env.group) as committed:
-            progress = watch(committed, count, child, timeout_s)
+
+            def counted() -> int:
+                done = committed()
+                if done and not cpu_from:
+                    cpu_from.append((time.monotonic(), infra.cpu_seconds(child.pid)))
+                return done
+
+            progress = watch(counted, count, child, timeout_s)
         peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
+        wall_s = time.monotonic() - cpu_from[0][0]
+        cpu_pct = 100 * (infra.cpu_seconds(child.pid) - cpu_from[0][1]) / wall_s
     finally:
         if profiler is not None:
             # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM.
             processes.stop(profiler, timeout_s=30, signal_number=signal.SIGINT)
         processes.stop(child)
     return Throughput(
-        progress.rate_per_s(), peak_rss_kib / 1024, progress, stored_rows(env.database_url)
+        progress.rate_per_s(),
+        peak_rss_kib / 1024,
+        progress,
+        stored_rows(env.database_url),
+        cpu_pct,
     )
 
 
@@ -206,32 +224,118 @@ def processor_throughput(
 class Latency:
     ingest_to_client_ms: dict[str, float]
     exchange_to_client_ms: dict[str, float]
+    ingest_to_redis_ms: dict[str, float]  # published by the processor, before the gateway
     frames: int
-    rss_samples_mib: list[tuple[float, float]]
+    rss_samples_mib: list[tuple[float, float]]  # seconds since the measurement began, MiB
+    processor_means: dict[str, float]  # from its /metrics: store write ms, trades per batch
+    worst_ms_per_s: list[float]  # the worst ingest -> client latency of each measured second
 
 
-async def _measure_latency(
-    ws_url: str, warmup_s: float, duration_s: float
-) -> tuple[dict[str, float], dict[str, float], int]:
+def scrape_means(metrics_port: int) -> dict[str, float]:
+    """Means of the processor's batch histograms over its whole run (Prometheus sums/counts)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.endswith(("_sum", "_count")) and "{" not in name:
+            values[name] = float(value)
+
+    def mean(histogram: str) -> float:
+        count = values.get(f"{histogram}_count", 0.0)
+        return values.get(f"{histogram}_sum", 0.0) / count if count else 0.0
+
+    return {
+        "store_write_ms": 1000 * mean("tickpipe_flush_seconds"),
+        "trades_per_batch": mean("tickpipe_batch_size"),
+    }
+
+
+def _items(message: str | bytes) -> list[dict[str, int]]:
+    """The trades of one WebSocket message (one frame per trade, or a batch as a JSON array)."""
+    frame = orjson.loads(message)
+    return frame if isinstance(frame, list) else [frame]
+
+
+@dataclass
+class Window:
+    """The measured interval: `warmup_s` after the first frame reached the client (the group
+    join and the first fetches are not measured), for `duration_s`."""
+
+    warmup_s: float
+    duration_s: float
+    first_frame_s: float | None = None
+    max_wait_s: float = 60.0
+
+    def start(self, now_s: float) -> None:
+        if self.first_frame_s is None:
+            self.first_frame_s = now_s
+
+    def measuring(self, now_s: float) -> bool:
+        return self.first_frame_s is not None and now_s >= self.first_frame_s + self.warmup_s
+
+    def over(self, now_s: float, started_s: float) -> bool:
+        if self.first_frame_s is None:
+            if now_s - started_s > self.max_wait_s:
+                raise RuntimeError(f"no frame reached the client within {self.max_wait_s:g} s")
+            return False
+        return now_s >= self.first_frame_s + self.warmup_s + self.duration_s
+
+
+async def _listen_websocket(ws_url: str, window: Window) -> tuple[Any, Any, int, list[float]]:
+    """Histograms of now - ingest_time_us and now - timestamp, and the worst latency (ms) of
+    each second, so that a stall shows where it happened."""
     from_ingest, from_exchange = hist.new_histogram(), hist.new_histogram()
     frames = 0
+    worst_ms_per_s: list[float] = []
+    started_s = time.monotonic()
     async with connect(ws_url, compression=None, max_size=None, ping_interval=None) as ws:
-        started_s = time.monotonic()
-        while (elapsed_s := time.monotonic() - started_s) < warmup_s + duration_s:
+        while not window.over(time.monotonic(), started_s):
             try:
                 message = await asyncio.wait_for(ws.recv(), 1.0)
             except TimeoutError:
                 continue
-            now_us = time.time_ns() // 1000
-            if elapsed_s < warmup_s:
+            now_us, now_s = time.time_ns() // 1000, time.monotonic()
+            window.start(now_s)
+            if not window.measuring(now_s):
                 continue
-            for line in (message if isinstance(message, str) else message.decode()).split("\n"):
-                frame = orjson.loads(line)
-                for item in frame if isinstance(frame, list) else [frame]:
-                    hist.record_us(from_ingest, now_us - item["ingest_time_us"])
-                    hist.record_us(from_exchange, now_us - item["timestamp"] * 1000)
-                    frames += 1
-    return hist.percentiles_ms(from_ingest), hist.percentiles_ms(from_exchange), frames
+            second = int(now_s - (window.first_frame_s or now_s) - window.warmup_s)
+            while len(worst_ms_per_s) <= second:
+                worst_ms_per_s.append(0.0)
+            for item in _items(message):
+                latency_us = now_us - item["ingest_time_us"]
+                hist.record_us(from_ingest, latency_us)
+                hist.record_us(from_exchange, now_us - item["timestamp"] * 1000)
+                worst_ms_per_s[second] = max(worst_ms_per_s[second], latency_us / 1000)
+                frames += 1
+    return from_ingest, from_exchange, frames, worst_ms_per_s
+
+
+async def _listen_redis(channel: str, window: Window) -> Any:
+    from redis.asyncio import Redis
+
+    from tickpipe.adapters.pubsub.frames import decode_updates
+
+    from_ingest = hist.new_histogram()
+    client = Redis.from_url(infra.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    started_s = time.monotonic()
+    try:
+        await pubsub.subscribe(channel)
+        while not window.over(time.monotonic(), started_s):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message["type"] != "message":
+                continue
+            now_us = time.time_ns() // 1000
+            if not window.measuring(time.monotonic()):
+                continue
+            for frame in decode_updates(message["data"]):
+                hist.record_us(from_ingest, now_us - orjson.loads(frame.data)["ingest_time_us"])
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    return from_ingest
 
 
 def end_to_end_latency(
@@ -243,8 +347,9 @@ def end_to_end_latency(
     duration_s: float,
 ) -> Latency:
     """ingest (simulated, `rate_per_s`) -> Kafka -> process -> PostgreSQL + Redis -> gateway ->
-    one WebSocket client, which measures now - ingest_time_us and now - timestamp."""
-    processor, _ = start_processor(processes, env, "process-latency")
+    one WebSocket client, which measures now - ingest_time_us and now - timestamp; a Redis
+    subscriber beside it measures now - ingest_time_us when the processor publishes."""
+    processor, metrics_port = start_processor(processes, env, "process-latency")
     gateway, gateway_port = start_gateway(processes, env, "gateway-latency")
     rss_samples: list[tuple[float, float]] = []
     ingest_env = env.environ(
@@ -255,8 +360,9 @@ def end_to_end_latency(
     )
     ingest = processes.start("ingest-latency", infra.tickpipe_argv("ingest"), ingest_env)
     started_s = time.monotonic()
+    window = Window(warmup_s, duration_s)
 
-    async def measure_and_sample() -> tuple[dict[str, float], dict[str, float], int]:
+    async def measure() -> tuple[Any, Any]:
         async def sample_rss() -> None:
             while True:
                 rss_kib = infra.proc_status_kib(processor.pid, "VmRSS")
@@ -266,17 +372,30 @@ def end_to_end_latency(
 
         sampler = asyncio.create_task(sample_rss())
         try:
-            return await _measure_latency(f"ws://127.0.0.1:{gateway_port}/ws", warmup_s, duration_s)
+            return await asyncio.gather(
+                _listen_websocket(f"ws://127.0.0.1:{gateway_port}/ws", window),
+                _listen_redis(env.redis.channel, window),
+            )
         finally:
             sampler.cancel()
 
     try:
-        from_ingest, from_exchange, frames = asyncio.run(measure_and_sample())
+        (from_ingest, from_exchange, frames, worst_ms_per_s), to_redis = asyncio.run(measure())
+        processor_metrics = scrape_means(metrics_port)
     finally:
         processes.stop(ingest)
         processes.stop(gateway)
         processes.stop(processor)
-    return Latency(from_ingest, from_exchange, frames, rss_samples)
+    measured_from_s = (window.first_frame_s or started_s) + warmup_s - started_s
+    return Latency(
+        hist.percentiles_ms(from_ingest),
+        hist.percentiles_ms(from_exchange),
+        hist.percentiles_ms(to_redis),
+        frames,
+        [(t - measured_from_s, rss) for t, rss in rss_samples],
+        processor_metrics,
+        worst_ms_per_s,
+    )
 
 
 def new_group() -> str:

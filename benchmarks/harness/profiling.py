@@ -28,15 +28,20 @@ def py_spy_argv(output: Path) -> list[str]:
     ]
 
 
-def _function(frame: str) -> str:
-    """`name (path/to/module.py:123)` -> `name (module.py)`."""
+_ENTRY_MODULES = ("tickpipe/__main__.py", "tickpipe/cli.py", "tickpipe/commands.py")
+
+
+def _function(frame: str) -> tuple[str, str]:
+    """`name (tickpipe/core/trade.py:123)` -> (`name (trade.py)`, `tickpipe/core/trade.py`)."""
     name, _, where = frame.partition(" (")
-    module = where.rsplit("/", 1)[-1].split(":", 1)[0]
-    return f"{name} ({module})" if module else name
+    path = where.rsplit(":", 1)[0].rstrip(")")
+    module = path.rsplit("/", 1)[-1]
+    return (f"{name} ({module})" if module else name), path
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
-    """Top functions by own (leaf) samples and by inclusive samples, in percent of all."""
+    """Top functions by own (leaf) samples, and tickpipe's functions by inclusive samples (the
+    entry points, which hold everything, left out), in percent of all samples."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -49,13 +54,17 @@ def summarize(collapsed: Path, top: int = 25) -> str:
         if not frames:
             continue
         total += count
-        own[frames[-1]] += count
-        for function in set(frames):
+        own[frames[-1][0]] += count
+        for function in {
+            name
+            for name, path in frames
+            if path.startswith("tickpipe/") and not path.endswith(_ENTRY_MODULES)
+        }:
             inclusive[function] += count
     if not total:
         return "no samples"
     lines = [f"{total} samples at {PYSPY_RATE_HZ} Hz (all threads, idle excluded)", ""]
-    for title, counter in (("own time", own), ("inclusive time", inclusive)):
+    for title, counter in (("own time", own), ("inclusive time, tickpipe's code", inclusive)):
         lines.append(f"top {top} by {title}:")
         lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in counter.most_common(top)]
         lines.append("")

@@ -120,6 +120,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     target,
                 )
             )
+    to_redis = latency.get("ingest_to_redis_ms")
+    if to_redis:
+        table.append(
+            Row(
+                "  of which ingest -> Redis (processor done) p50 / p99",
+                f"{to_redis['p50']:.1f} / {to_redis['p99']:.1f} ms",
+                f"broker round trip {rtt['p50']:.1f} / {rtt['p99']:.1f} ms",
+                f"+{to_redis['p50'] - rtt['p50']:.1f} / +{to_redis['p99'] - rtt['p99']:.1f} ms",
+                "",
+            )
+        )
     gateway = tickpipe["gateway"]
     ws_ceiling = ceiling["ws_broadcast"]["deliveries_per_s"]
     clients = results["params"]["ws_clients"]
@@ -141,6 +152,16 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "0 / 0",
         )
     )
+    if "processor_cpu_pct" in tickpipe:
+        table.append(
+            Row(
+                "processor CPU, throughput run (100 % = one core)",
+                f"{tickpipe['processor_cpu_pct']:.0f} %",
+                "",
+                "",
+                "",
+            )
+        )
     table.append(
         Row(
             "processor peak RSS (VmHWM, throughput run)",
@@ -196,7 +217,7 @@ def write_json(path: Path, results: dict[str, Any]) -> None:
 
 def latest_markdown(results: dict[str, Any], table: list[Row], chart_link: str) -> str:
     host = results["machine"]
-    command = "python -m benchmarks.run" + (" --quick" if results["quick"] else "")
+    command = results.get("command") or "python -m benchmarks.run"
     return "\n".join(
         [
             "# Latest benchmark run",
@@ -236,6 +257,7 @@ def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None)
     names = [b[0] for b in bars]
     left.barh(names, [b[1] for b in bars], color=[b[2] for b in bars])
     left.set_xscale("log")
+    left.set_xlim(left=1_000)
     left.invert_yaxis()
     left.set_xlabel("trades (rows, messages) per second, log scale")
     left.set_title("Throughput (grey: ceilings)")
@@ -246,11 +268,14 @@ def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None)
     series = [
         ("broker round trip", ceiling["broker_round_trip_ms"], "tab:gray"),
         ("ingest -> client", tickpipe["latency"]["ingest_to_client_ms"], "tab:blue"),
+        ("ingest -> Redis", tickpipe["latency"].get("ingest_to_redis_ms"), "tab:green"),
+        ("ingest -> client", tickpipe["latency"]["ingest_to_client_ms"], "tab:blue"),
         ("exchange -> client", tickpipe["latency"]["exchange_to_client_ms"], "tab:cyan"),
     ]
-    width = 0.27
+    series = [s for s in series if s[1]]
+    width = 0.8 / len(series)
     for offset, (label, values, color) in enumerate(series):
-        xs = [i + (offset - 1) * width for i in range(len(percentiles))]
+        xs = [i + (offset - (len(series) - 1) / 2) * width for i in range(len(percentiles))]
         middle.bar(xs, [values[p] for p in percentiles], width, label=label, color=color)
     middle.set_xticks(range(len(percentiles)), percentiles)
     middle.set_ylabel("ms")

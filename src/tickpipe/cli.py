@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ _COMMANDS = {
     "ingest": "exchange feed -> Kafka",
     "process": "Kafka -> SMA/signals -> database (batched) + Redis",
     "gateway": "HTTP + WebSocket API over the database and Redis",
+    "replay": "recorded trades (JSON lines, Binance CSV archives) -> the pipeline",
 }
 
 # flag -> (settings field, type, help); which commands take it
@@ -31,17 +33,32 @@ _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
         "kafka_bootstrap_servers",
         str,
         "Kafka bootstrap servers",
-        {"run", "ingest", "process"},
+        {"run", "ingest", "process", "replay"},
     ),
-    "--topic": ("kafka_topic", str, "Kafka topic of trades", {"run", "ingest", "process"}),
+    "--topic": (
+        "kafka_topic",
+        str,
+        "Kafka topic of trades",
+        {"run", "ingest", "process", "replay"},
+    ),
     "--database-url": (
         "database_url",
         str,
         "postgresql://... or sqlite:///path",
-        {"run", "migrate", "process", "gateway"},
+        {"run", "migrate", "process", "gateway", "replay"},
     ),
-    "--redis-url": ("redis_url", str, "redis://host:port/db", {"run", "process", "gateway"}),
-    "--sma-window": ("sma_window", int, "trades in the SMA window", {"run", "process", "gateway"}),
+    "--redis-url": (
+        "redis_url",
+        str,
+        "redis://host:port/db",
+        {"run", "process", "gateway", "replay"},
+    ),
+    "--sma-window": (
+        "sma_window",
+        int,
+        "trades in the SMA window",
+        {"run", "process", "gateway", "replay"},
+    ),
     "--host": ("http_host", str, "HTTP listen address", {"run", "gateway", "ingest", "process"}),
     "--port": ("http_port", int, "HTTP port of the gateway", {"run", "gateway"}),
     "--metrics-port": (
@@ -68,7 +85,61 @@ def build_parser() -> argparse.ArgumentParser:
             if name in where:
                 env = f"TICKPIPE_{field.upper()}"
                 sub.add_argument(flag, dest=field, type=kind, help=f"{text} (${env})")
+        if name == "replay":
+            _add_replay_arguments(sub)
     return parser
+
+
+def _add_replay_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.description = (
+        f"{_COMMANDS['replay']}. Into Kafka when it is configured (the running processors store"
+        " the trades); otherwise through an in-process processor into the database (and Redis"
+        " when configured). Re-running a replay stores nothing twice."
+    )
+    sub.add_argument(
+        "replay_files",
+        nargs="+",
+        metavar="FILE",
+        help="*.jsonl (tickpipe.v1.Trade fields) or Binance *.csv / *.zip trade archives",
+    )
+    sub.add_argument(
+        "--speed",
+        dest="replay_speed",
+        metavar="N|max",
+        type=_speed,
+        default=1.0,
+        help="N x the original pace (default 1), or 'max' for as fast as possible",
+    )
+    sub.add_argument(
+        "--symbol",
+        dest="replay_symbol",
+        metavar="SYMBOL",
+        help="symbol of Binance CSV files (default: from names like BTCUSDT-trades-2024-01-01.csv)",
+    )
+    sub.add_argument(
+        "--format",
+        dest="replay_format",
+        choices=["jsonl", "binance-csv"],
+        help="format of every FILE (default: from each file's extension)",
+    )
+    sub.add_argument(
+        "--strict",
+        dest="replay_strict",
+        action="store_true",
+        help="stop at the first invalid line instead of skipping it",
+    )
+
+
+def _speed(text: str) -> float:
+    if text.strip().lower() == "max":
+        return math.inf
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number or 'max'")
+    return speed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -76,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides: dict[str, Any] = {
         key: value for key, value in vars(args).items() if key != "command" and value is not None
     }
+    replay_args = {key: overrides.pop(key) for key in list(overrides) if key.startswith("replay_")}
     # Imported here so that `tickpipe --help` stays instant.
     from tickpipe.commands import run_command
     from tickpipe.config import Settings
+    from tickpipe.services.replay import ReplayFailed, ReplayOptions
     from tickpipe.services.runtime import ServiceFailed
     from tickpipe.telemetry.logs import configure_logging
     from tickpipe.telemetry.tracing import setup_tracing, shutdown_tracing
@@ -93,9 +166,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"invalid configuration: {problems}", code=2)
     configure_logging(settings.log_format, settings.log_level)
     setup_tracing(f"tickpipe-{args.command}")
+    replay_options = None
+    if args.command == "replay":
+        replay_options = ReplayOptions(
+            files=tuple(replay_args["replay_files"]),
+            speed=replay_args["replay_speed"],
+            symbol=replay_args.get("replay_symbol"),
+            replay_format=replay_args.get("replay_format"),
+            strict=replay_args["replay_strict"],
+        )
     try:
-        run_command(args.command, settings)
-    except (MissingDependency, ServiceFailed) as exc:
+        run_command(args.command, settings, replay_options)
+    except (MissingDependency, ServiceFailed, ReplayFailed) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tickpipe import wiring
 from tickpipe.adapters.bus.memory import MemoryBus
@@ -17,6 +21,10 @@ from tickpipe.services.processor import Processor
 from tickpipe.services.publishing import queued_publisher
 from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
 from tickpipe.telemetry.probes import Check, probe_routes
+
+if TYPE_CHECKING:
+    from tickpipe.ports import TradeRecording
+    from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
 log = logging.getLogger("tickpipe")
 
@@ -143,6 +151,80 @@ async def gateway(settings: Settings) -> None:
         await run_service([], server, on_started=lambda: _announce(settings, server, "gateway"))
 
 
+async def replay(settings: Settings, options: ReplayOptions) -> None:
+    """Recorded trades into the configured bus: Kafka when named (the running processors score
+    and store them); otherwise through an in-process processor straight into the database (and
+    Redis when named), since an in-process bus has no other consumer."""
+    from tickpipe.adapters.replay_files import open_recording
+    from tickpipe.services.replay import ReplayFailed, replay_recordings
+
+    recordings: list[TradeRecording] = []
+    for name in options.files:
+        try:
+            recordings.append(
+                open_recording(
+                    Path(name),
+                    options.replay_format,
+                    symbol=options.symbol,
+                    now_us=lambda: time.time_ns() // 1000,
+                )
+            )
+        except (OSError, ValueError) as exc:
+            raise ReplayFailed(f"cannot replay {name}: {exc}") from None
+    if settings.kafka_bootstrap_servers:
+        async with wiring.open_kafka_sink(settings, "replay") as sink:
+            log.info(
+                "replaying into Kafka %s topic %r",
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic,
+            )
+            summary = await replay_recordings(
+                recordings, sink, speed=options.speed, strict=options.strict
+            )
+    else:
+        await wiring.migrate_store(settings.database_url)
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+            updates = await stack.enter_async_context(
+                wiring.open_updates(settings, "replay", embedded=True)
+            )
+            bus = MemoryBus(settings.kafka_queue_max)
+            processor = _processor(settings, bus, store, updates.publisher)
+            log.info("replaying into %s", _redacted(settings.database_url))
+            summary = await _replay_through(processor, bus, recordings, options)
+    print(summary)
+
+
+async def _replay_through(
+    processor: Processor,
+    bus: MemoryBus,
+    recordings: list[TradeRecording],
+    options: ReplayOptions,
+) -> ReplaySummary:
+    """Feeds the bus while the processor drains it; the time includes the last batch stored."""
+    from tickpipe.services.replay import ReplayFailed, replay_recordings
+
+    stop = asyncio.Event()
+    started_s = time.monotonic()
+    worker = asyncio.create_task(processor.run(stop, drain=True))
+    feeder = asyncio.create_task(
+        replay_recordings(recordings, bus, speed=options.speed, strict=options.strict)
+    )
+    try:
+        await asyncio.wait({worker, feeder}, return_when=asyncio.FIRST_COMPLETED)
+        if not feeder.done():  # the processor returns only once stopped: it crashed
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+            worker.result()
+            raise ReplayFailed("the processor stopped before the replay ended")
+        summary = feeder.result()
+    finally:
+        stop.set()
+        await worker  # drains the bus and stores the last batch
+    return dataclasses.replace(summary, duration_s=time.monotonic() - started_s)
+
+
 def _processor(
     settings: Settings,
     consumer: TradeConsumer,
@@ -212,7 +294,11 @@ def _redacted(url: str) -> str:
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
-def run_command(name: str, settings: Settings) -> None:
+def run_command(name: str, settings: Settings, replay_options: ReplayOptions | None = None) -> None:
+    if name == "replay":
+        assert replay_options is not None  # cli.py always builds them for `replay`
+        asyncio.run(replay(settings, replay_options))
+        return
     commands = {
         "run": run,
         "migrate": migrate,

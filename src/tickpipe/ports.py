@@ -6,7 +6,7 @@ source -> TradeSink ~~bus~~ TradeConsumer -> Scorer -> TradeStore.write -> commi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -150,6 +150,27 @@ class TradeStore(TradeWriter, TradeReader, Protocol):
         """Raises when the database does not answer."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    """A line of a recording that holds no valid trade, and why."""
+
+    path: str
+    line_number: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line_number}: {self.reason}"
+
+
+class TradeRecording(Protocol):
+    """A file of recorded trades (`tickpipe replay`), read once, in file order."""
+
+    size_bytes: int
+    bytes_read: int  # so far: for a progress bar
+
+    def __iter__(self) -> Iterator[Trade | InvalidLine]: ...
 
 
 class UpdatePublisher(Protocol):

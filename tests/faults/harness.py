@@ -372,8 +372,9 @@ class WsRecorder:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
+                self._loop.call_soon_threadsafe(self._task.cancel)
         self._thread.join(10)
 
     def frames_after(self, moment_s: float) -> list[dict[str, Any]]:

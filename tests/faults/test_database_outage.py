@@ -97,6 +97,7 @@ def test_postgres_outage_is_waited_out_with_bounded_memory_and_nothing_lost(
         assert stored_count(db) == stored_in_outage, "nothing was stored during the outage"
         during_mb = memory_mb(processor.process.pid)
         retries = metric(process_port, "tickpipe_store_retries_total")
+        outages = metric(process_port, "tickpipe_dependency_outages_total", dependency="database")
         backlog = int(metric(ingest_port, "tickpipe_trades_ingested_total"))
 
         database.restore()
@@ -122,6 +123,7 @@ def test_postgres_outage_is_waited_out_with_bounded_memory_and_nothing_lost(
         backlog_at_restore=backlog - stored_in_outage,
         **result.numbers(),
         store_retries=int(retries),
+        database_outages_counted=int(outages),
         max_retry_delay_s=max(delays_s),
         not_ready_after_s=not_ready_s,
         ready_again_after_s=ready_again_s,
@@ -137,6 +139,8 @@ def test_postgres_outage_is_waited_out_with_bounded_memory_and_nothing_lost(
     assert "database" in body["failing"], body
     assert "PostgreSQL" in body["failing"]["database"], body
     assert 5 <= len(delays_s) <= 40, "retried, neither once nor in a hot loop"
+    assert retries >= len(delays_s), "every retry is counted"
+    assert outages == 1
     assert max(delays_s) <= BACKOFF_CAP_S, "the backoff is capped"
     assert growth_mb < MAX_GROWTH_MB, "memory stayed bounded while the backlog grew"
     assert rss_mb[-1] - rss_mb[len(rss_mb) // 3] < 2.0, "memory flat while the backlog doubled"

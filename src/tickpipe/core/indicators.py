@@ -19,13 +19,14 @@ class Ema:
     ema = alpha * price + (1 - alpha) * ema. Float: an error is damped by (1 - alpha) each
     step, so it cannot build up however long the stream runs."""
 
-    __slots__ = ("_alpha", "_count", "_seed_sum", "_value", "window")
+    __slots__ = ("_alpha", "_count", "_keep", "_seed_sum", "_value", "window")
 
     def __init__(self, window: int) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.window = window
         self._alpha = 2.0 / (window + 1)
+        self._keep = 1.0 - self._alpha
         self._count = 0
         self._seed_sum = 0.0
         self._value: float | None = None
@@ -34,7 +35,9 @@ class Ema:
         """Adds a price; returns the new EMA."""
         value = float(price)
         if self._value is not None:
-            self._value += self._alpha * (value - self._value)
+            # Not `ema += alpha * (price - ema)`: after a jump from 65000 to 0.00001 that
+            # difference cancels catastrophically; this form errs only relative to its terms.
+            self._value = self._alpha * value + self._keep * self._value
             return self._value
         self._count += 1
         self._seed_sum += value

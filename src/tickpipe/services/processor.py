@@ -9,6 +9,7 @@ the one an uninterrupted run would have given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IDLE_POLL_S = 0.1
+STOPPING_ATTEMPT_S = 2.0  # once stopping, a failing dependency gets one attempt this long
 RECENT_IDS_PER_STREAM = 4_096  # how long an idle poll waits, i.e. how quickly a stop is noticed
+
+
+class _GaveUp(Exception):
+    """Stopping while a dependency fails: the batch stays uncommitted and will be redelivered."""
 
 
 class Processor:
@@ -55,16 +61,25 @@ class Processor:
         self._batch_started_s = 0.0
         self._recent = RecentIds(window=max(RECENT_IDS_PER_STREAM, scorer.window))
         self.failing: dict[str, str] = {}  # dependency -> why its last call failed (readiness)
+        self._stop = asyncio.Event()
         consumer.on_revoke(self._on_revoke)
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
-        """Processes until `stop` is set, then flushes (after draining the bus if `drain`)."""
-        while not stop.is_set():
-            await self._step(self._poll_timeout_s())
-        if drain:
-            while await self._step(0.0):
-                pass
-        await self.flush()
+        """Processes until `stop` is set, then flushes (after draining the bus if `drain`).
+        Once `stop` is set, retries end: a stop is never held up by an outage, what is not
+        committed comes back from the bus. Except with `drain` (a bus that is not durable):
+        retries go on until the caller gives up."""
+        if not drain:
+            self._stop = stop
+        try:
+            while not stop.is_set():
+                await self._step(self._poll_timeout_s())
+            if drain:
+                while await self._step(0.0):
+                    pass
+            await self.flush()
+        except _GaveUp as exc:
+            self._log_gave_up(exc)
 
     def _poll_timeout_s(self) -> float:
         if not self._messages:
@@ -165,8 +180,18 @@ class Processor:
 
     async def _on_revoke(self) -> None:
         """Partitions are being taken away: hand them over with everything stored and committed."""
-        await self.flush()
+        try:
+            await self.flush()
+        except _GaveUp as exc:  # closing during an outage: the next owner gets them again
+            self._log_gave_up(exc)
         self._scorer.forget_all()
+
+    def _log_gave_up(self, exc: _GaveUp) -> None:
+        log.warning(
+            "stopping with %d messages not stored and not committed (they will be redelivered): %s",
+            len(self._messages),
+            exc,
+        )
 
     @property
     def store_healthy(self) -> bool:
@@ -179,14 +204,22 @@ class Processor:
         kafka) names what is failing for /readyz and the metrics."""
         attempt = 0
         while True:
+            stopping = self._stop.is_set()
             try:
-                result = await attempt_call()
+                if stopping:
+                    async with asyncio.timeout(STOPPING_ATTEMPT_S):
+                        result = await attempt_call()
+                else:
+                    result = await attempt_call()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage is retried, never fatal
-                if dependency not in self.failing:
+                if dependency == "database" and dependency not in self.failing:
+                    # Kafka outages are counted by its adapter, which sees them even when idle.
                     metrics.dependency_outages.labels(dependency).inc()
                 self.failing[dependency] = f"{what} failing, retrying: {exc}"
+                if stopping:
+                    raise _GaveUp(f"{what} failed: {exc or type(exc).__name__}") from None
                 retries = metrics.store_retries if dependency == "database" else metrics.bus_retries
                 retries.inc()
                 delay_s = self._backoff.delay_s(attempt)
@@ -194,7 +227,8 @@ class Processor:
                     "%s failed (attempt %d), retrying in %.2fs: %s", what, attempt + 1, delay_s, exc
                 )
                 attempt += 1
-                await asyncio.sleep(delay_s)
+                with contextlib.suppress(TimeoutError):  # a stop cuts the wait short
+                    await asyncio.wait_for(self._stop.wait(), delay_s)
             else:
                 if attempt:
                     log.info("%s succeeded after %d retries", what, attempt)

@@ -52,7 +52,9 @@ class QueuedPublisher:
         self._queue.append(batch)
         self._queued_trades += len(batch)
         while self._queued_trades > self._max_trades and len(self._queue) > 1:
-            self._drop(self._queue.popleft())
+            oldest = self._queue.popleft()
+            self._queued_trades -= len(oldest)
+            self._drop(oldest)
         self._idle.clear()
         self._ready.set()
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+import orjson
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -54,6 +55,9 @@ DEFAULT_PREFETCH_MESSAGES = 5_000  # per partition; = Settings.batch_max_trades
 # Kafka's own default retention, set explicitly: some Kafka-protocol brokers (Tansu) report
 # only the configs a topic was created with.
 RETENTION_MS = 7 * 24 * 3600 * 1000
+# librdkafka backs off up to 10 s between reconnects by default: a broker back after an outage
+# would wait that long for us, with the producer's queue full and shedding trades meanwhile.
+RECONNECT_CONFIG = {"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1_000}
 DLQ_PARTITIONS = 1  # a trickle of bad messages; one partition keeps them in arrival order
 
 _FULL_QUEUE_RETRY_S = 0.005
@@ -140,6 +144,7 @@ class KafkaSink:
         self._topic = topic
         self._max_block_s = max_block_s
         self._close_timeout_s = close_timeout_s
+        self._outages = _Outages()
         self._log_drop = RateLimitedLog(_log)
         self._log_delivery_failure = RateLimitedLog(_log)
         self._log_client_error = RateLimitedLog(_log)
@@ -163,6 +168,8 @@ class KafkaSink:
                 "on_delivery": self._on_delivery,
                 "error_cb": self._on_client_error,
                 "logger": _log,
+                **RECONNECT_CONFIG,
+                **self._outages.stats_config(),  # polled every 0.1 s by its reporter thread
             }
         )
         self._shedding = False  # the queue stayed full for max_block_s and has had no room since
@@ -240,14 +247,35 @@ class KafkaSink:
         self._log_delivery_failure(logging.ERROR, "Kafka delivery failed: %s", error)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        _count_outage(error)
+        self._outages.on_error(error)
         self._log_client_error(logging.WARNING, "Kafka producer: %s", error)
 
 
-def _count_outage(error: KafkaError) -> None:
-    # librdkafka reports this once each time its last broker connection goes down.
-    if error.code() == KafkaError._ALL_BROKERS_DOWN:
-        metrics.dependency_outages.labels("kafka").inc()
+class _Outages:
+    """Counts one client's Kafka outages: one starts at librdkafka's "all brokers down" error
+    (repeated at every failed reconnect, counted once) and ends at the first sign of a working
+    broker: `up()`, or a statistics report with a broker UP where someone polls steadily."""
+
+    def __init__(self) -> None:
+        self._down = False
+
+    def on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and not self._down:
+            self._down = True
+            metrics.dependency_outages.labels("kafka").inc()
+
+    def up(self) -> None:
+        self._down = False
+
+    def stats_config(self) -> dict[str, Any]:
+        # Only for a client polled steadily: unserved reports pile up in librdkafka's queue.
+        return {"statistics.interval.ms": 1_000, "stats_cb": self._on_stats}
+
+    def _on_stats(self, stats_json: str) -> None:
+        if self._down:
+            brokers = orjson.loads(stats_json).get("brokers", {}).values()
+            if any(broker.get("state") == "UP" for broker in brokers):
+                self._down = False
 
 
 class KafkaPing:
@@ -318,6 +346,7 @@ class KafkaConsumer:
         self._bootstrap_servers = bootstrap_servers
         self._revoke_timeout_s = revoke_timeout_s
         self._dlq_timeout_s = dlq_timeout_s
+        self._outages = _Outages()
         self._log_consumer_error = RateLimitedLog(_log)
         self._log_dead_letter = RateLimitedLog(_log)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -351,6 +380,7 @@ class KafkaConsumer:
             "queued.min.messages": prefetch_messages,
             "error_cb": self._on_client_error,
             "logger": _log,
+            **RECONNECT_CONFIG,
         }
         try:
             self._consumer: Consumer = self._executor.submit(self._open, config).result()
@@ -461,6 +491,8 @@ class KafkaConsumer:
                 messages.append(self._to_bus_message(message))
             elif error.code() != KafkaError._PARTITION_EOF:
                 self._log_consumer_error(logging.WARNING, "Kafka consumer: %s", error)
+        if messages:
+            self._outages.up()
         return messages
 
     @staticmethod
@@ -502,6 +534,7 @@ class KafkaConsumer:
         failed = [result for result in results if result.error is not None]
         if failed:
             raise KafkaException(failed[0].error)
+        self._outages.up()
 
     def _refresh_lag(self) -> None:
         consumer = self._consumer
@@ -514,6 +547,7 @@ class KafkaConsumer:
         metrics.consumer_lag.set(lag)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._outages.up()
         _log.info("assigned partitions %s of %s", [p.partition for p in partitions], self._topic)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -556,7 +590,7 @@ class KafkaConsumer:
                 _log.exception("commit on revoke failed; those messages will be redelivered")
 
     def _on_client_error(self, error: KafkaError) -> None:
-        _count_outage(error)
+        self._outages.on_error(error)
         self._log_consumer_error(logging.WARNING, "Kafka consumer: %s", error)
 
     # --- dead letters (a thread of their own) ---

@@ -20,7 +20,13 @@ from tickpipe.adapters.store.postgres_candles import PostgresCandles
 from tickpipe.core.candles import Candle
 from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
-from tickpipe.core.trade import Side, Trade, datetime_to_time_us, time_us_to_datetime
+from tickpipe.core.trade import (
+    EXCHANGES,
+    Side,
+    Trade,
+    datetime_to_time_us,
+    time_us_to_datetime,
+)
 from tickpipe.ports import HistoryKey, HistoryPage
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -116,23 +122,23 @@ WHERE symbol = $1 AND exchange = $6 AND time >= $2 AND time <= $3 AND (time < $3
 ORDER BY time DESC, id DESC
 LIMIT $5
 """
-# LAG over the BUY/SELL rows of each stream in the range; the first row of a stream looks up
-# the last BUY/SELL before the range instead (CASE evaluates that subquery only then).
+# One stream, newest first: the BUY/SELL rows come off the (exchange, symbol, time) index in
+# order, LEAD looks one row further back in time, and LIMIT stops the scan at the `limit`-th
+# change. The oldest row of the range looks up the last BUY/SELL before it instead (CASE
+# evaluates that subquery only there).
 _SIGNAL_CHANGES = """
 SELECT * FROM (
-    SELECT c.*, CASE WHEN c.lagged IS NULL THEN (
+    SELECT c.*, CASE WHEN c.earlier IS NULL THEN (
         SELECT p.signal FROM trades AS p
-        WHERE p.exchange = c.exchange AND p.symbol = c.symbol AND p.signal <> 'HOLD'
-          AND p.time < $2
+        WHERE p.exchange = $5 AND p.symbol = $1 AND p.signal <> 'HOLD' AND p.time < $2
         ORDER BY p.time DESC, p.id DESC
         LIMIT 1
-    ) ELSE c.lagged END AS previous_signal
+    ) ELSE c.earlier END AS previous_signal
     FROM (
         SELECT id, time, exchange, symbol, trade_id, price, quantity, side, sma, signal,
-               ingest_time, LAG(signal) OVER (PARTITION BY exchange ORDER BY time, id) AS lagged
+               ingest_time, LEAD(signal) OVER (ORDER BY time DESC, id DESC) AS earlier
         FROM trades
-        WHERE symbol = $1 AND time >= $2 AND time <= $3 AND signal <> 'HOLD'
-          AND ($5::text IS NULL OR exchange = $5)
+        WHERE exchange = $5 AND symbol = $1 AND time >= $2 AND time <= $3 AND signal <> 'HOLD'
     ) AS c
 ) AS s
 WHERE previous_signal IS NOT NULL AND previous_signal <> signal
@@ -307,15 +313,18 @@ class PostgresStore:
         limit: int,
         exchange: str | None = None,
     ) -> list[SignalChange]:
-        rows = await self._pool.fetch(
-            _SIGNAL_CHANGES,
+        bounds = (
             symbol,
             _EPOCH + timedelta(microseconds=start_us),
             _EPOCH + timedelta(microseconds=end_us),
             limit,
-            exchange,
         )
-        return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows]
+        # Stream by stream (each query stops early), then the newest `limit` of them all.
+        rows = []
+        for name in [exchange] if exchange is not None else sorted(EXCHANGES):
+            rows += await self._pool.fetch(_SIGNAL_CHANGES, *bounds, name)
+        rows.sort(key=lambda row: (row["time"], row["id"]), reverse=True)
+        return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows[:limit]]
 
     async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:
         rows = await self.history(symbol, limit=1, exchange=exchange)

@@ -18,7 +18,7 @@ from typing import TypeVar
 from tickpipe.core.candles import Candle, aggregate_candles
 from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
-from tickpipe.core.trade import Side, Trade, datetime_to_time_us, format_time_us
+from tickpipe.core.trade import EXCHANGES, Side, Trade, datetime_to_time_us, format_time_us
 from tickpipe.ports import HistoryKey, HistoryPage
 
 T = TypeVar("T")
@@ -43,21 +43,22 @@ FROM trades
 WHERE symbol = ? AND (? IS NULL OR exchange = ?) AND time >= ? AND time < ?
 ORDER BY time, id
 """
-# LAG over the BUY/SELL rows of each stream in the range; the first row of a stream looks up
-# the last BUY/SELL before the range instead (CASE evaluates that subquery only then).
+# One stream, newest first: LEAD looks one BUY/SELL row further back in time and LIMIT stops at
+# the `limit`-th change; the oldest row of the range looks up the last BUY/SELL before it
+# instead (CASE evaluates that subquery only there).
 _SIGNAL_CHANGES = """
 SELECT * FROM (
-    SELECT c.*, CASE WHEN c.lagged IS NULL THEN (
+    SELECT c.*, CASE WHEN c.earlier IS NULL THEN (
         SELECT p.signal FROM trades AS p
         WHERE p.exchange = c.exchange AND p.symbol = c.symbol AND p.signal <> 'HOLD'
           AND p.time < ?
         ORDER BY p.time DESC, p.id DESC
         LIMIT 1
-    ) ELSE c.lagged END AS previous_signal
+    ) ELSE c.earlier END AS previous_signal
     FROM (
-        SELECT t.*, LAG(t.signal) OVER (PARTITION BY t.exchange ORDER BY t.time, t.id) AS lagged
+        SELECT t.*, LEAD(t.signal) OVER (ORDER BY t.time DESC, t.id DESC) AS earlier
         FROM trades AS t
-        WHERE t.symbol = ? AND (? IS NULL OR t.exchange = ?) AND t.signal <> 'HOLD'
+        WHERE t.exchange = ? AND t.symbol = ? AND t.signal <> 'HOLD'
           AND t.time >= ? AND t.time <= ?
     ) AS c
 )
@@ -230,20 +231,18 @@ class SqliteStore:
         limit: int,
         exchange: str | None = None,
     ) -> list[SignalChange]:
-        start_text = format_time_us(start_us)
-        parameters = (
-            start_text,
-            symbol,
-            exchange,
-            exchange,
-            start_text,
-            format_time_us(end_us),
-            limit,
-        )
+        start_text, end_text = format_time_us(start_us), format_time_us(end_us)
 
         def query(db: sqlite3.Connection) -> list[SignalChange]:
-            rows = db.execute(_SIGNAL_CHANGES, parameters).fetchall()
-            return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows]
+            # Stream by stream (each query stops early), then the newest `limit` of them all.
+            rows: list[sqlite3.Row] = []
+            for name in [exchange] if exchange is not None else sorted(EXCHANGES):
+                parameters = (start_text, name, symbol, start_text, end_text, limit)
+                rows += db.execute(_SIGNAL_CHANGES, parameters).fetchall()
+            rows.sort(key=lambda row: (row["time"], row["id"]), reverse=True)
+            return [
+                SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows[:limit]
+            ]
 
         return await self._run(query)
 

@@ -1,8 +1,10 @@
 """Live fan-out: one subscription to the update feed, many WebSocket clients.
 
 Each frame is serialized once (by the processor) and decoded to text once here; every client
-gets the same string object through its own bounded queue. A client whose queue overflows is
-disconnected with close code 1013 and a reason: it never slows the others or the feed.
+gets the same string object through its own queue. A client still `client_queue_frames` frames
+behind when the next update arrives is disconnected with close code 1013 and a reason: it never
+slows the others or the feed. (A client that keeps up takes a burst of any size: one batch after
+an outage may be thousands of frames. A client's queue holds at most the bound plus one batch.)
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ CLOSE_TIMEOUT_S = 1.0
 class Client:
     __slots__ = ("overflowed", "queue", "symbols")
 
-    def __init__(self, symbols: Collection[str] | None, queue_frames: int) -> None:
+    def __init__(self, symbols: Collection[str] | None) -> None:
         self.symbols = frozenset(symbols) if symbols else None
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_frames)
+        self.queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by _fan_out
         self.overflowed = asyncio.Event()
 
 
@@ -72,18 +74,17 @@ class Broadcaster:
             if client.overflowed.is_set():
                 continue
             queue, wanted = client.queue, client.symbols
+            if queue.qsize() >= self._client_queue_frames:
+                client.overflowed.set()
+                continue
             for symbol, text in frames:
-                if wanted is not None and symbol not in wanted:
-                    continue
-                if queue.full():
-                    client.overflowed.set()
-                    break
-                queue.put_nowait(text)
+                if wanted is None or symbol in wanted:
+                    queue.put_nowait(text)
 
     async def serve(self, websocket: WebSocket, symbols: Collection[str] | None) -> None:
         """Streams frames to one client until it disconnects or falls too far behind."""
         await websocket.accept()
-        client = Client(symbols, self._client_queue_frames)
+        client = Client(symbols)
         self._clients.add(client)
         metrics.websocket_clients.inc()
         tasks = {
@@ -101,7 +102,8 @@ class Broadcaster:
         if client.overflowed.is_set():
             metrics.websocket_dropped.labels("too_slow").inc()
             log.info(
-                "disconnecting a WebSocket client that fell %d frames behind", client.queue.qsize()
+                "disconnecting a WebSocket client that fell %d or more frames behind",
+                self._client_queue_frames,
             )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
