@@ -267,7 +267,6 @@ def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None)
     percentiles = ("p50", "p99", "p99.9")
     series = [
         ("broker round trip", ceiling["broker_round_trip_ms"], "tab:gray"),
-        ("ingest -> client", tickpipe["latency"]["ingest_to_client_ms"], "tab:blue"),
         ("ingest -> Redis", tickpipe["latency"].get("ingest_to_redis_ms"), "tab:green"),
         ("ingest -> client", tickpipe["latency"]["ingest_to_client_ms"], "tab:blue"),
         ("exchange -> client", tickpipe["latency"]["exchange_to_client_ms"], "tab:cyan"),
@@ -278,7 +277,8 @@ def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None)
         xs = [i + (offset - (len(series) - 1) / 2) * width for i in range(len(percentiles))]
         middle.bar(xs, [values[p] for p in percentiles], width, label=label, color=color)
     middle.set_xticks(range(len(percentiles)), percentiles)
-    middle.set_ylabel("ms")
+    middle.set_yscale("log")
+    middle.set_ylabel("ms, log scale")
     middle.set_title(f"Latency at {results['params']['latency_rate_per_s']:,.0f} trades/s")
     middle.legend(fontsize=8)
 

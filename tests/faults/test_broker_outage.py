@@ -13,6 +13,7 @@ import pytest
 from faults.harness import (
     audit,
     ingest_totals,
+    memory_mb,
     metric,
     migrate,
     pipeline_env,
@@ -112,6 +113,7 @@ def test_broker_outage_delivers_what_fits_and_counts_what_does_not(
                 metric(port, "tickpipe_dependency_outages_total", dependency="kafka")
                 for port in (ingest_port, process_port)
             ]
+            peak_mb = [memory_mb(p.process.pid)["VmHWM"] for p in (ingest, processor)]
             assert ingest.terminate() == 0, ingest.log()
             accepted, dropped = ingest_totals(ingest.log())
             wait_for_count(db, accepted - dropped, timeout_s=30)
@@ -131,6 +133,8 @@ def test_broker_outage_delivers_what_fits_and_counts_what_does_not(
         ingest_not_ready_after_s=ingest_not_ready_s,
         ready_again_after_s=ready_again_s,
         caught_up_after_s=caught_up_s,
+        ingest_vmhwm_mb=peak_mb[0],
+        processor_vmhwm_mb=peak_mb[1],
         duration_s=time.monotonic() - started_s,
     )
     assert accepted_in_outage >= 0.5 * RATE_PER_S * outage_s, "kept accepting during the cut"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.exchanges.fake_exchange import FakeExchange, Session, run_in_thread
-from faults.harness import metric, report, stored_rows, wait_for
+from faults.harness import memory_mb, metric, report, stored_rows, wait_for
 from fixtures.procs import free_port, tickpipe_process
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
@@ -80,6 +80,7 @@ def test_exchange_drops_reconnect_and_store_no_duplicates(
             time.sleep(1.0)  # a late duplicate would show up here
             reconnects = metric(port, "tickpipe_exchange_reconnects_total", exchange="binance")
             duplicates_dropped = metric(port, "tickpipe_duplicate_trades_dropped_total")
+            peak_mb = memory_mb(run.process.pid)["VmHWM"]
             assert run.terminate() == 0, run.log()
 
     rows = stored_rows(empty_postgres_url)
@@ -96,6 +97,7 @@ def test_exchange_drops_reconnect_and_store_no_duplicates(
         connections=fake.connections,
         reconnects_counted=int(reconnects),
         duplicates_dropped_at_source=int(duplicates_dropped),
+        run_vmhwm_mb=peak_mb,
         duration_s=time.monotonic() - started_s,
     )
     assert fake.connections == DROPS + 1

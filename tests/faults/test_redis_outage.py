@@ -12,6 +12,7 @@ from faults.harness import (
     WsRecorder,
     audit,
     ingest_totals,
+    memory_mb,
     metric,
     migrate,
     pipeline_env,
@@ -113,6 +114,7 @@ def test_redis_outage_keeps_storing_and_live_updates_come_back(
                     for port in (process_port, gateway_port)
                 ]
                 still_open = client.closed_code is None
+                peak_mb = [memory_mb(p.process.pid)["VmHWM"] for p in (processor, gateway)]
             for proc in (processor, gateway):
                 assert proc.terminate() == 0, proc.log()
 
@@ -130,6 +132,8 @@ def test_redis_outage_keeps_storing_and_live_updates_come_back(
         redis_outages_counted_gateway=int(outages[1]),
         updates_back_after_s=updates_back_s,
         ready_again_after_s=ready_again_s,
+        processor_vmhwm_mb=peak_mb[0],
+        gateway_vmhwm_mb=peak_mb[1],
         duration_s=time.monotonic() - started_s,
     )
     assert stored_in_outage >= 0.8 * OUTAGE_S * 200, "storage went on at about full pace"

@@ -13,6 +13,7 @@ from faults.harness import (
     WsRecorder,
     audit,
     ingest_totals,
+    memory_mb,
     migrate,
     pipeline_env,
     proxy_for,
@@ -97,6 +98,7 @@ def test_sigterm_during_flow_exits_cleanly_and_loses_nothing(
         logs.append(ingest.log())
         accepted = sum(ingest_totals(log)[0] for log in logs)
         wait_for_count(db, accepted, timeout_s=30)
+        peak_mb = [memory_mb(p.process.pid)["VmHWM"] for p in (processor, gateway)]
         exits["process-again"] = _sigterm(processor)
         exits["gateway-again"] = _sigterm(gateway)
     finally:
@@ -110,6 +112,8 @@ def test_sigterm_during_flow_exits_cleanly_and_loses_nothing(
         **result.numbers(),
         **{f"exit_{name}_s": seconds for name, (_, seconds) in exits.items()},
         ws_close_code=client.closed_code,
+        processor_vmhwm_mb=peak_mb[0],
+        gateway_vmhwm_mb=peak_mb[1],
         duration_s=time.monotonic() - started_s,
     )
     for name, (code, seconds) in exits.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _SEPARATORS = str.maketrans("", "", "-/_")
@@ -12,6 +13,7 @@ class InvalidSymbol(ValueError):
     """A symbol that cannot be normalized (empty, too long, or with characters outside A-Z0-9)."""
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of symbols, normalized once per message
 def normalize_symbol(raw_symbol: str) -> str:
     """`BTC-USD`, `btc/usd`, `BTC_USD` -> `BTCUSD`; raises InvalidSymbol on anything else."""
     if not raw_symbol.isascii():  # str.upper() would map 'ß' to 'SS', 'ı' to 'I'

@@ -21,6 +21,7 @@ MAX_CLOCK_SKEW_US = 86_400_000_000
 MAX_TRADE_ID_LENGTH = 64
 MAX_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 MAX_DECIMAL_DIGITS = 38  # integer digits + decimal places: any exchange's amounts, exactly
+_ZERO = Decimal(0)
 
 
 class Side(StrEnum):
@@ -57,13 +58,20 @@ def parse_decimal(text: str, field: str) -> Decimal:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
         raise InvalidTrade(f"{field} {text!r} is not a decimal number") from None
+    if len(text) <= MAX_DECIMAL_DIGITS and "e" not in text and "E" not in text:
+        # The hot path: plain text this short cannot span more digits than allowed.
+        if not value.is_finite():
+            raise InvalidTrade(f"{field} {value} is not finite")
+        if value <= _ZERO:
+            raise InvalidTrade(f"{field} {value} is not positive")
+        return value
     return check_positive(value, field)
 
 
 def check_positive(value: Decimal, field: str) -> Decimal:
     if not value.is_finite():
         raise InvalidTrade(f"{field} {value} is not finite")
-    if value <= 0:
+    if value <= _ZERO:
         raise InvalidTrade(f"{field} {value} is not positive")
     # Bounding the span (not just the digit count) keeps every window sum exact: see rolling.py.
     exponent = value.as_tuple().exponent
