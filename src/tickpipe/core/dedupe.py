@@ -8,6 +8,7 @@ memory per symbol.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,8 +19,12 @@ class Admission:
     missing: int = 0  # ids skipped just before this one (a gap), for sequential ids only
 
 
+NEW = Admission(new=True)
+SEEN = Admission(new=False)
+
+
 class TradeIdFilter(Protocol):
-    def admit(self, symbol: str, trade_id: str) -> Admission: ...
+    def admit(self, symbol: Hashable, trade_id: str) -> Admission: ...
 
 
 class SequentialIds:
@@ -29,9 +34,9 @@ class SequentialIds:
         # An id this far below the highest one is not a replay but a venue that restarted its
         # sequence (testnets do); following it beats dropping every trade from then on.
         self._reset_after = reset_after
-        self._last: dict[str, int] = {}
+        self._last: dict[Hashable, int] = {}
 
-    def admit(self, symbol: str, trade_id: str) -> Admission:
+    def admit(self, symbol: Hashable, trade_id: str) -> Admission:
         try:
             number = int(trade_id)
         except ValueError:
@@ -51,16 +56,19 @@ class RecentIds:
 
     def __init__(self, window: int = 4_096) -> None:
         self._window = window
-        self._order: dict[str, deque[str]] = {}
-        self._seen: dict[str, set[str]] = {}
+        self._order: dict[Hashable, deque[str]] = {}
+        self._seen: dict[Hashable, set[str]] = {}
 
-    def admit(self, symbol: str, trade_id: str) -> Admission:
-        seen = self._seen.setdefault(symbol, set())
-        if trade_id in seen:
-            return Admission(new=False)
-        order = self._order.setdefault(symbol, deque())
+    def admit(self, symbol: Hashable, trade_id: str) -> Admission:
+        seen = self._seen.get(symbol)
+        if seen is None:
+            seen = self._seen[symbol] = set()
+            self._order[symbol] = deque()
+        elif trade_id in seen:
+            return SEEN
+        order = self._order[symbol]
         if len(order) >= self._window:
             seen.discard(order.popleft())
         order.append(trade_id)
         seen.add(trade_id)
-        return Admission(new=True)
+        return NEW

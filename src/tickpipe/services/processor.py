@@ -1,5 +1,8 @@
 """The processor. Order: score -> store.write -> consumer.commit -> publish.
 
+One batch is in flight at a time: while batch N is written, committed and handed to the
+publisher, batch N+1 is polled and scored; batch N+1 is written only after N is committed.
+
 Offsets are committed only after the trades they cover are in the store (at-least-once from the
 bus, exactly-once in the store thanks to its unique key). A stream's window is rebuilt from the
 store the first time the stream is seen (start, restart, rebalance), so the SMA of every trade is
@@ -62,6 +65,7 @@ class Processor:
         self._recent = RecentIds(window=max(RECENT_IDS_PER_STREAM, scorer.window))
         self.failing: dict[str, str] = {}  # dependency -> why its last call failed (readiness)
         self._stop = asyncio.Event()
+        self._in_flight: asyncio.Task[None] | None = None
         consumer.on_revoke(self._on_revoke)
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> None:
@@ -78,6 +82,7 @@ class Processor:
                 while await self._step(0.0):
                     pass
             await self.flush()
+            await self._settle()
         except _GaveUp as exc:
             self._log_gave_up(exc)
 
@@ -114,7 +119,7 @@ class Processor:
             trade = message.trade
             if trade is None:
                 continue
-            if not recent.admit(f"{trade.exchange}:{trade.symbol}", trade.trade_id).new:
+            if not recent.admit(trade.key, trade.trade_id).new:
                 # A restarted ingestor replays what its venue re-sent (snapshots, replays):
                 # scoring it twice would corrupt the window. The store would ignore it anyway.
                 metrics.duplicate_trades_dropped.labels(trade.exchange).inc()
@@ -126,6 +131,7 @@ class Processor:
 
     async def _rebuild_window(self, trade: Trade) -> None:
         """Seeds a stream's window with the prices stored before `trade` (restart, rebalance)."""
+        await self._settle()  # the batch in flight may hold the stream's latest trades
         window = self._scorer.window
         prices = await self._retry(
             "window rebuild", "database", lambda: self._store.window_prices(trade, window - 1)
@@ -133,10 +139,22 @@ class Processor:
         self._scorer.seed(trade.key, prices)
 
     async def flush(self) -> None:
-        """Writes the batch, then commits its messages, then publishes it."""
+        """Hands the batch on to be written, committed and published, once the batch in flight
+        is done; returns without waiting for this one (see `_settle`)."""
+        await self._settle()
         if not self._messages:
             return
         batch, messages = self._batch, self._messages
+        self._batch, self._messages = [], []
+        self._in_flight = asyncio.create_task(self._write(batch, messages), name="process-batch")
+
+    async def _settle(self) -> None:
+        """Waits for the batch in flight; its failure (a stop during an outage) surfaces here."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _write(self, batch: list[ScoredTrade], messages: list[BusMessage]) -> None:
         with tracing.span(
             "process batch",
             kind=SpanKind.CONSUMER,
@@ -154,7 +172,6 @@ class Processor:
                 metrics.flush_seconds.observe(time.monotonic() - started_s)
             with tracing.span("bus.commit", messages=len(messages)):
                 await self._retry("commit", "kafka", lambda: self._consumer.commit(messages))
-            self._batch, self._messages = [], []
             if batch:
                 with tracing.span("publish", trades=len(batch)):
                     await self._publish(batch)
@@ -182,15 +199,14 @@ class Processor:
         """Partitions are being taken away: hand them over with everything stored and committed."""
         try:
             await self.flush()
+            await self._settle()
         except _GaveUp as exc:  # closing during an outage: the next owner gets them again
             self._log_gave_up(exc)
         self._scorer.forget_all()
 
     def _log_gave_up(self, exc: _GaveUp) -> None:
         log.warning(
-            "stopping with %d messages not stored and not committed (they will be redelivered): %s",
-            len(self._messages),
-            exc,
+            "stopping with a batch neither stored nor committed (it will be redelivered): %s", exc
         )
 
     @property
