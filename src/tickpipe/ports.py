@@ -53,7 +53,8 @@ class TradeConsumer(Protocol):
     """The bus, seen from the processor. Never commits on its own."""
 
     async def poll(self, max_messages: int, timeout_s: float) -> Sequence[BusMessage]:
-        """Waits up to `timeout_s` for the first message, then returns what is already there."""
+        """Waits up to `timeout_s` for the first message, then returns what is already there.
+        A `commit` made meanwhile may wait for the poll to return: keep polls short then."""
 
     async def commit(self, messages: Sequence[BusMessage]) -> None:
         """Marks these messages (and everything before them in their partitions) as done."""

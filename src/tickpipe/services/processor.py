@@ -31,9 +31,10 @@ from tickpipe.telemetry import metrics, tracing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IDLE_POLL_S = 0.1
+IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
+IN_FLIGHT_POLL_S = 0.002
 STOPPING_ATTEMPT_S = 2.0  # once stopping, a failing dependency gets one attempt this long
-RECENT_IDS_PER_STREAM = 4_096  # how long an idle poll waits, i.e. how quickly a stop is noticed
+RECENT_IDS_PER_STREAM = 4_096
 
 
 class _GaveUp(Exception):
@@ -88,9 +89,13 @@ class Processor:
 
     def _poll_timeout_s(self) -> float:
         if not self._messages:
-            return IDLE_POLL_S
-        age_s = time.monotonic() - self._batch_started_s
-        return max(0.0, self._max_batch_age_s - age_s)
+            timeout_s = IDLE_POLL_S
+        else:
+            timeout_s = max(0.0, self._max_batch_age_s - (time.monotonic() - self._batch_started_s))
+        if self._in_flight is not None and not self._in_flight.done():
+            # The bus may serve the in-flight batch's commit only between polls: keep them short.
+            timeout_s = min(timeout_s, IN_FLIGHT_POLL_S)
+        return timeout_s
 
     async def _step(self, timeout_s: float) -> int:
         """One poll; flushes when the batch is full, the bus ran dry, or the batch is too old."""
