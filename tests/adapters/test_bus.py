@@ -381,7 +381,7 @@ async def test_traceparent_travels_in_its_header(
 ) -> None:
     """The current span's W3C traceparent goes out as a header and comes back on the message."""
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    monkeypatch.setattr(kafka_bus, "current_traceparent", lambda: traceparent)
+    monkeypatch.setattr(kafka_bus.sink, "current_traceparent", lambda: traceparent)
     await send_all(kafka.sink(), [make_trade(1)])
     [message] = await poll_until(kafka.consumer(), 1)
     assert message.traceparent == traceparent

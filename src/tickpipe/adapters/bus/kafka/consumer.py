@@ -1,13 +1,4 @@
-"""The Kafka bus (confluent-kafka): `KafkaSink` for the ingestor, `KafkaConsumer` for the processor.
-
-At-least-once: the consumer never commits on its own. The processor writes a batch to the store,
-then commits its offsets; a crash in between redelivers the batch and the idempotent store drops
-the duplicates. Undecodable messages go to `<topic>.dlq`, and are committed like the others.
-
-librdkafka calls block, so none runs on the event loop for long: the producer's `produce()` only
-enqueues (a thread serves its delivery reports), and every consumer call runs on one dedicated
-thread, where the rebalance callbacks run too.
-"""
+"""KafkaConsumer: the processor's consumer group member; offsets move only through commit."""
 
 from __future__ import annotations
 
@@ -19,7 +10,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-import orjson
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -28,40 +18,28 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from tickpipe.adapters.bus import wire
+from tickpipe.adapters.bus.kafka.cluster import (
+    DEFAULT_GROUP,
+    DEFAULT_PREFETCH_MESSAGES,
+    DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_SUFFIX,
+    MISSING_KEY_ERROR,
+    RECONNECT_CONFIG,
+    TRACEPARENT_HEADER,
+    Headers,
+    Outages,
+)
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.logs import RateLimitedLog
-from tickpipe.telemetry.tracing import current_traceparent
 
 _log = logging.getLogger(__name__)
 
-TRACEPARENT_HEADER = "traceparent"
-DLQ_REASON_HEADER = "tickpipe-dlq-reason"
-DLQ_PARTITION_HEADER = "tickpipe-source-partition"
-DLQ_OFFSET_HEADER = "tickpipe-source-offset"
-DLQ_SUFFIX = ".dlq"
-MISSING_KEY_ERROR = "missing key: expected the normalized symbol"
-
-_Headers = list[tuple[str, str | bytes | None]]
-
-DEFAULT_GROUP = "tickpipe-processor"  # = Settings.kafka_group
-DEFAULT_QUEUE_MAX = 100_000  # = Settings.kafka_queue_max
-DEFAULT_PREFETCH_MESSAGES = 5_000  # per partition; = Settings.batch_max_trades
-# Kafka's own default retention, set explicitly: some Kafka-protocol brokers (Tansu) report
-# only the configs a topic was created with.
-RETENTION_MS = 7 * 24 * 3600 * 1000
-# librdkafka backs off up to 10 s between reconnects by default: a broker back after an outage
-# would wait that long for us, with the producer's queue full and shedding trades meanwhile.
-RECONNECT_CONFIG = {"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1_000}
-DLQ_PARTITIONS = 1  # a trickle of bad messages; one partition keeps them in arrival order
-
-_FULL_QUEUE_RETRY_S = 0.005
-_DELIVERY_POLL_S = 0.1
 _LAG_REFRESH_S = 1.0
 _PARTITIONS_MOVED = frozenset(
     {
@@ -71,237 +49,6 @@ _PARTITIONS_MOVED = frozenset(
         KafkaError._ASSIGNMENT_LOST,
     }
 )
-
-
-class KafkaUnavailable(RuntimeError):
-    """The broker did not answer; the message is one line fit for the command line."""
-
-
-def ensure_topics(
-    bootstrap_servers: str, topic: str, partitions: int, *, timeout_s: float = 10.0
-) -> None:
-    """Creates `topic` and `<topic>.dlq` unless they exist (another process may be creating them
-    at the same time); raises KafkaUnavailable when the broker does not answer in `timeout_s`."""
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": _log}
-    admin = AdminClient(config)
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap_servers} did not answer within {timeout_s:g} s: {exc.args[0]}"
-        ) from None
-    wanted = {topic: partitions, topic + DLQ_SUFFIX: DLQ_PARTITIONS}
-    if topic in existing and len(existing[topic].partitions) != partitions:
-        _log.warning(
-            "Kafka topic %s has %d partitions, not %d: left as it is",
-            topic,
-            len(existing[topic].partitions),
-            partitions,
-        )
-    missing = [
-        # replication_factor -1: the broker's default.replication.factor
-        NewTopic(name, count, replication_factor=-1, config={"retention.ms": str(RETENTION_MS)})
-        for name, count in wanted.items()
-        if name not in existing
-    ]
-    if not missing:
-        return
-    futures = admin.create_topics(missing, request_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaUnavailable(
-                    f"cannot create Kafka topic {name!r}: {exc.args[0]}"
-                ) from None
-        except TimeoutError:
-            raise KafkaUnavailable(
-                f"Kafka at {bootstrap_servers} did not create topic {name!r} within {timeout_s:g} s"
-            ) from None
-        else:
-            _log.info("created Kafka topic %s (%d partitions)", name, wanted[name])
-
-
-class KafkaSink:
-    """TradeSink: an idempotent producer keyed by symbol, so each symbol's trades stay in order.
-
-    The local queue is bounded (`queue_max_messages` trades). When it is full, `send` waits up to
-    `max_block_s` for room and then drops the trade, counted and logged; until room appears again,
-    further trades are dropped without waiting. A broker outage must not stall the exchange feed,
-    one `max_block_s` per trade, until the exchange gives up on us.
-    """
-
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str,
-        *,
-        queue_max_messages: int = DEFAULT_QUEUE_MAX,
-        max_block_s: float = 5.0,
-        close_timeout_s: float = 10.0,
-    ) -> None:
-        self._topic = topic
-        self._max_block_s = max_block_s
-        self._close_timeout_s = close_timeout_s
-        self._outages = _Outages()
-        self._log_drop = RateLimitedLog(_log)
-        self._log_delivery_failure = RateLimitedLog(_log)
-        self._log_client_error = RateLimitedLog(_log)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "client.id": "tickpipe-ingestor",
-                "enable.idempotence": True,
-                "acks": "all",
-                # A few ms of batching buys large batches at little latency.
-                "linger.ms": 2,
-                # Java clients' partitioner: a symbol lands in the same partition whichever
-                # client produced it.
-                "partitioner": "murmur2_random",
-                "batch.num.messages": 10_000,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": queue_max_messages,
-                # Successes need no Python callback; failures are counted in _on_delivery.
-                "delivery.report.only.error": True,
-                "on_delivery": self._on_delivery,
-                "error_cb": self._on_client_error,
-                "logger": _log,
-                **RECONNECT_CONFIG,
-                **self._outages.stats_config(),  # polled every 0.1 s by its reporter thread
-            }
-        )
-        self._shedding = False  # the queue stayed full for max_block_s and has had no room since
-        self._dropped = 0  # logged as one exact total at close: the rate-limited lines skip some
-        self._closed = False
-        self._stopping = threading.Event()
-        self._reporter = threading.Thread(
-            target=self._serve_delivery_reports, name="tickpipe-kafka-producer", daemon=True
-        )
-        self._reporter.start()
-
-    async def send(self, trade: Trade) -> None:
-        traceparent = current_traceparent()
-        headers: _Headers | None = (
-            [(TRACEPARENT_HEADER, traceparent.encode())] if traceparent else None
-        )
-        key = trade.symbol.encode()
-        value = wire.encode_trade(trade)
-        deadline_s = time.monotonic() + self._max_block_s
-        while True:
-            try:
-                self._producer.produce(self._topic, value, key, headers=headers)
-            except BufferError:
-                if self._shedding or time.monotonic() >= deadline_s:
-                    self._shedding = True
-                    self._dropped += 1
-                    metrics.producer_dropped.inc()
-                    self._log_drop(
-                        logging.ERROR,
-                        "Kafka producer queue full (%g s or more): dropped trade %s/%s/%s",
-                        self._max_block_s,
-                        trade.exchange,
-                        trade.symbol,
-                        trade.trade_id,
-                    )
-                    return
-                await asyncio.sleep(_FULL_QUEUE_RETRY_S)
-            else:
-                self._shedding = False
-                return
-
-    async def flush(self, timeout_s: float) -> int:
-        return await asyncio.to_thread(self._producer.flush, timeout_s)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        remaining = await asyncio.to_thread(self._producer.flush, self._close_timeout_s)
-        self._stopping.set()
-        await asyncio.to_thread(self._reporter.join)
-        if remaining:
-            _log.error("closing the Kafka producer with %d trades undelivered", remaining)
-            # Purged messages get failed delivery reports, so they are counted as errors.
-            self._producer.purge()
-            self._producer.flush(0)
-        metrics.producer_queue_depth.set(0)
-        if self._dropped:
-            _log.error(
-                "%d trades dropped in total because the Kafka producer queue was full",
-                self._dropped,
-            )
-
-    def _serve_delivery_reports(self) -> None:
-        producer = self._producer
-        while not self._stopping.is_set():
-            producer.poll(_DELIVERY_POLL_S)
-            metrics.producer_queue_depth.set(len(producer))
-
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is None:
-            return
-        # A bounded label from librdkafka's error codes: _MSG_TIMED_OUT -> msg_timed_out.
-        metrics.producer_errors.labels(reason=error.name().strip("_").lower()).inc()
-        self._log_delivery_failure(logging.ERROR, "Kafka delivery failed: %s", error)
-
-    def _on_client_error(self, error: KafkaError) -> None:
-        self._outages.on_error(error)
-        self._log_client_error(logging.WARNING, "Kafka producer: %s", error)
-
-
-class _Outages:
-    """Counts one client's Kafka outages: one starts at librdkafka's "all brokers down" error
-    (repeated at every failed reconnect, counted once) and ends at the first sign of a working
-    broker: `up()`, or a statistics report with a broker UP where someone polls steadily."""
-
-    def __init__(self) -> None:
-        self._down = False
-
-    def on_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._ALL_BROKERS_DOWN and not self._down:
-            self._down = True
-            metrics.dependency_outages.labels("kafka").inc()
-
-    def up(self) -> None:
-        self._down = False
-
-    def stats_config(self) -> dict[str, Any]:
-        # Only for a client polled steadily: unserved reports pile up in librdkafka's queue.
-        return {"statistics.interval.ms": 1_000, "stats_cb": self._on_stats}
-
-    def _on_stats(self, stats_json: str) -> None:
-        if self._down:
-            brokers = orjson.loads(stats_json).get("brokers", {}).values()
-            if any(broker.get("state") == "UP" for broker in brokers):
-                self._down = False
-
-
-class KafkaPing:
-    """Readiness check: the broker answers a metadata request for the topic. A client of its own,
-    so that a busy producer or consumer thread never delays the answer."""
-
-    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 1.5) -> None:
-        self._bootstrap_servers = bootstrap_servers
-        self._topic = topic
-        self._timeout_s = timeout_s
-        # Quiet: the services' own clients already log an outage (rate-limited).
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
-
-    async def __call__(self) -> None:
-        try:
-            metadata = await asyncio.to_thread(
-                self._admin.list_topics, self._topic, self._timeout_s
-            )
-        except KafkaException as exc:
-            raise KafkaUnavailable(
-                f"Kafka at {self._bootstrap_servers} does not answer: {exc.args[0].str()}"
-            ) from None
-        topic = metadata.topics.get(self._topic)
-        error = "missing" if topic is None else topic.error
-        if error is not None:
-            raise KafkaUnavailable(f"Kafka topic {self._topic!r} is unavailable: {error}")
 
 
 def _next_offsets(messages: Iterable[BusMessage]) -> dict[int, int]:
@@ -346,7 +93,7 @@ class KafkaConsumer:
         self._bootstrap_servers = bootstrap_servers
         self._revoke_timeout_s = revoke_timeout_s
         self._dlq_timeout_s = dlq_timeout_s
-        self._outages = _Outages()
+        self._outages = Outages()
         self._log_consumer_error = RateLimitedLog(_log)
         self._log_dead_letter = RateLimitedLog(_log)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -501,7 +248,7 @@ class KafkaConsumer:
         value = message.value() or b""
         traceparent = None
         # A consumed message's headers are always a list of pairs.
-        for name, header in cast(_Headers, message.headers() or []):
+        for name, header in cast(Headers, message.headers() or []):
             if name == TRACEPARENT_HEADER and header:
                 traceparent = (
                     header.decode(errors="replace") if isinstance(header, bytes) else header
@@ -616,7 +363,7 @@ class KafkaConsumer:
 
         for message in messages:
             reason = message.error or "unknown"
-            headers: _Headers = [
+            headers: Headers = [
                 (DLQ_REASON_HEADER, reason.encode()),
                 (DLQ_PARTITION_HEADER, str(message.partition).encode()),
                 (DLQ_OFFSET_HEADER, str(message.offset).encode()),
