@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 OUTAGE_S = 30.0
 RATE_PER_S = 1_000
 BATCH_MAX_TRADES = 500
-BACKOFF_CAP_S = 5.0  # services/retry.py Backoff.max_s
+BACKOFF_CAP_S = 5.0  # tickpipe/backoff.py Backoff.max_s
 # One batch plus librdkafka's prefetch (a batch per partition). Before the prefetch was bounded in
 # messages, librdkafka fetched the whole backlog: +25 MB for these 30,000 trades, and growing.
 MAX_GROWTH_MB = 10.0
