@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tickpipe.adapters.bus.kafka import KafkaSink
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
+from tickpipe.adapters.store.postgres import copy_record
 from tickpipe.core.scoring import ScoredTrade, Scorer
 from tickpipe.core.trade import Trade
 
@@ -50,7 +50,6 @@ STORE_COLUMNS = (
     "signal",
     "ingest_time",
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def trades(count: int, seed: int = SEED, *, start_us: int | None = None) -> Iterator[Trade]:
@@ -61,29 +60,12 @@ def trades(count: int, seed: int = SEED, *, start_us: int | None = None) -> Iter
         yield market.next_trade(first_us + i)
 
 
-def store_row(scored: ScoredTrade) -> tuple[Any, ...]:
-    """One `trades` row (STORE_COLUMNS), as the PostgreSQL store writes it."""
-    trade = scored.trade
-    return (
-        _EPOCH + timedelta(microseconds=trade.exchange_time_us),
-        trade.exchange,
-        trade.symbol,
-        trade.trade_id,
-        trade.price,
-        trade.quantity,
-        None if trade.side is None else trade.side.value,
-        None if scored.sma is None else float(scored.sma),
-        scored.signal.value,
-        _EPOCH + timedelta(microseconds=trade.ingest_time_us),
-    )
-
-
 def record_batches(count: int, batch_rows: int, seed: int) -> Iterator[list[tuple[Any, ...]]]:
     """Scored `trades` rows in batches of `batch_rows`."""
     scorer = Scorer(SMA_WINDOW)
     batch: list[tuple[Any, ...]] = []
     for trade in trades(count, seed):
-        batch.append(store_row(scorer.score(trade)))
+        batch.append(copy_record(scorer.score(trade)))
         if len(batch) == batch_rows:
             yield batch
             batch = []
