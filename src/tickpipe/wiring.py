@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -30,22 +31,11 @@ def open_source(settings: Settings) -> TradeSource:
 
         run_start_us = time.time_ns() // 1000
         return SimulatedMarket(symbols, settings.sim_rate, settings.sim_seed, run_start_us)
-    if settings.source == "binance":
-        from tickpipe.adapters.exchanges.binance import binance_source
+    # Each venue module declares its VENUE; the reconnect loop is the same for all of them.
+    from tickpipe.adapters.exchanges.feed import exchange_source
 
-        source: TradeSource = binance_source(
-            symbols, settings.exchange_url, settings.exchange_idle_timeout_s
-        )
-        return source
-    if settings.source == "coinbase":
-        from tickpipe.adapters.exchanges.coinbase import coinbase_source
-
-        source = coinbase_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
-        return source
-    from tickpipe.adapters.exchanges.kraken import kraken_source
-
-    source = kraken_source(symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
-    return source
+    venue = importlib.import_module(f"tickpipe.adapters.exchanges.{settings.source}").VENUE
+    return exchange_source(venue, symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
 
 
 async def migrate_store(database_url: str) -> list[str]:
