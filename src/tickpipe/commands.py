@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tickpipe import wiring
 from tickpipe.adapters.bus.memory import MemoryBus
+from tickpipe.adapters.store.errors import describe_url
 from tickpipe.config import Settings
 from tickpipe.core.scoring import Scorer
 from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdatePublisher
@@ -34,7 +35,7 @@ DEFAULT_PROCESS_METRICS_PORT = 9101
 
 async def migrate(settings: Settings) -> None:
     applied = await wiring.migrate_store(settings.database_url)
-    where = _redacted(settings.database_url)
+    where = describe_url(settings.database_url)
     log.info("schema of %s is up to date (%s)", where, ", ".join(applied) or "nothing to apply")
 
 
@@ -78,7 +79,11 @@ async def run(settings: Settings) -> None:
                 Worker("processor", lambda stop: processor.run(stop, drain=drain)),
             ],
             server,
-            on_started=lambda: _announce(settings, server, "run"),
+            on_started=lambda: _announce(
+                server,
+                f"run: {settings.source} {','.join(settings.symbol_list())}"
+                f" -> {describe_url(settings.database_url)}",
+            ),
         )
 
 
@@ -126,7 +131,7 @@ async def process(settings: Settings) -> None:
                 settings.kafka_bootstrap_servers,
                 settings.kafka_topic,
                 settings.kafka_group,
-                _redacted(settings.database_url),
+                describe_url(settings.database_url),
                 settings.redis_channel,
             ),
         )
@@ -148,7 +153,13 @@ async def gateway(settings: Settings) -> None:
             client_queue_frames=settings.ws_client_queue,
         )
         server = http_server(app, settings.http_host, settings.http_port)
-        await run_service([], server, on_started=lambda: _announce(settings, server, "gateway"))
+        await run_service(
+            [],
+            server,
+            on_started=lambda: _announce(
+                server, f"gateway over {describe_url(settings.database_url)} and Redis"
+            ),
+        )
 
 
 async def replay(settings: Settings, options: ReplayOptions) -> None:
@@ -190,7 +201,7 @@ async def replay(settings: Settings, options: ReplayOptions) -> None:
             )
             bus = MemoryBus(settings.kafka_queue_max)
             processor = _processor(settings, bus, store, updates.publisher)
-            log.info("replaying into %s", _redacted(settings.database_url))
+            log.info("replaying into %s", describe_url(settings.database_url))
             summary = await _replay_through(processor, bus, recordings, options)
     print(summary)
 
@@ -264,17 +275,9 @@ def _probe_server(settings: Settings, checks: dict[str, Check], default_port: in
     return http_server(Starlette(routes=probe_routes(checks)), settings.http_host, port)
 
 
-def _announce(settings: Settings, server: HttpServer, command: str) -> None:
+def _announce(server: HttpServer, what: str) -> None:
     host, port = _bound_address(server)
-    log.info(
-        "tickpipe %s: %s %s -> %s; dashboard and API on http://%s:%d",
-        command,
-        settings.source if command == "run" else "gateway",
-        ",".join(settings.symbol_list()) if command == "run" else "",
-        _redacted(settings.database_url),
-        host,
-        port,
-    )
+    log.info("tickpipe %s; dashboard and API on http://%s:%d", what, host, port)
 
 
 def _bound_address(server: HttpServer) -> tuple[str, int]:
@@ -283,15 +286,6 @@ def _bound_address(server: HttpServer) -> tuple[str, int]:
             address = sock.getsockname()
             return str(address[0]), int(address[1])
     return server.config.host, server.config.port
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for log lines."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def run_command(name: str, settings: Settings, replay_options: ReplayOptions | None = None) -> None:
