@@ -17,12 +17,12 @@ from tickpipe.adapters.pubsub.frames import (
     encode_updates,
     latest_snapshots,
     pick_snapshot,
-    snapshot_of,
     update_frame,
 )
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.core.signal import Signal
 from tickpipe.core.trade import Trade
+from tickpipe.core.views import snapshot_view
 from tickpipe.ports import Frame
 
 # Contract, WS /ws: one JSON text frame per processed trade.
@@ -142,9 +142,9 @@ def test_decode_updates_skips_lines_without_a_symbol_prefix() -> None:
 
 
 def test_snapshot_has_exactly_the_contract_fields() -> None:
-    """snapshot_of gives the GET /api/v1/snapshot fields with the window size."""
+    """snapshot_view gives the GET /api/v1/snapshot fields with the window size."""
     trade = make_trade(3, price="65000.10")
-    assert snapshot_of(scored(trade), 20) == {
+    assert snapshot_view(scored(trade), 20) == {
         "exchange": "simulated",
         "symbol": "BTCUSDT",
         "trade_id": "3",
@@ -154,7 +154,7 @@ def test_snapshot_has_exactly_the_contract_fields() -> None:
         "signal": "BUY",
         "timestamp": trade.exchange_time_us // 1000,
     }
-    assert set(snapshot_of(scored(sma=None), 20)) == SNAPSHOT_FIELDS
+    assert set(snapshot_view(scored(sma=None), 20)) == SNAPSHOT_FIELDS
 
 
 @given(stream_batches(), st.integers(1, 50))
@@ -164,7 +164,9 @@ def test_latest_snapshots_keeps_the_last_trade_per_stream(
     """One snapshot per `exchange:symbol`, of the last trade of that stream in the batch."""
     expected: dict[str, dict[str, Any]] = {}
     for item in reversed(batch):
-        expected.setdefault(f"{item.trade.exchange}:{item.trade.symbol}", snapshot_of(item, window))
+        expected.setdefault(
+            f"{item.trade.exchange}:{item.trade.symbol}", snapshot_view(item, window)
+        )
     snapshots = latest_snapshots(batch, window)
     assert {key: orjson.loads(value) for key, value in snapshots.items()} == expected
 

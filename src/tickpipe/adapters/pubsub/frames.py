@@ -14,8 +14,6 @@ from tickpipe.core.scoring import ScoredTrade
 from tickpipe.core.views import snapshot_view, update_view
 from tickpipe.ports import Frame, JsonObject
 
-snapshot_of = snapshot_view
-
 
 def update_frame(scored: ScoredTrade) -> bytes:
     """The WebSocket frame of one processed trade (contract: WS /ws)."""
