@@ -28,7 +28,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from fixtures.fault_proxy import FaultProxy
-from fixtures.kafka import _TANSU_ENV, _wait_until_ready, free_port, tansu_binary
+from fixtures.kafka import _TANSU_ENV, _wait_until_ready, tansu_binary
+from fixtures.procs import free_port
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.signal import signal_from_comparison
