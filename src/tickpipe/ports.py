@@ -6,7 +6,7 @@ source -> TradeSink ~~bus~~ TradeConsumer -> Scorer -> TradeStore.write -> commi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -49,21 +49,29 @@ class BusMessage:
     traceparent: str | None = None
 
 
+RevokeHandler = Callable[[Collection[int], bool], dict[int, int]]
+
+
 class TradeConsumer(Protocol):
     """The bus, seen from the processor. Never commits on its own."""
 
     async def poll(self, max_messages: int, timeout_s: float) -> Sequence[BusMessage]:
         """Waits up to `timeout_s` for the first message, then returns what is already there.
-        A `commit` made meanwhile may wait for the poll to return: keep polls short then."""
+        A `commit` made meanwhile may wait for the poll to return: keep polls short then.
+        Within a partition, messages come in offset order."""
 
-    async def commit(self, messages: Sequence[BusMessage]) -> None:
-        """Marks these messages (and everything before them in their partitions) as done."""
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        """Stores, per partition, the offset to resume from (one past the last message done),
+        for the partitions this consumer still holds."""
 
     async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
         """Moves undecodable or invalid messages aside with their reason (`<topic>.dlq`)."""
 
-    def on_revoke(self, callback: Callable[[], Awaitable[None]]) -> None:
-        """`callback` runs before partitions are taken away: flush and commit there."""
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        """`handler(partitions, lost)` runs on the event loop, between two awaits of its owner,
+        before these partitions are taken away (`lost`: they may belong to another member
+        already). It must not block. It returns the offsets still to commit for them, which
+        the bus commits before letting them go (not when lost)."""
 
     async def close(self) -> None: ...
 

@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,6 +31,7 @@ from tickpipe.adapters.bus.kafka import (
     ensure_topics,
 )
 from tickpipe.adapters.bus.memory import MemoryBus
+from tickpipe.core.offsets import offsets_after
 from tickpipe.core.trade import Side, Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeSink
 
@@ -208,7 +209,7 @@ async def test_new_consumer_resumes_after_committed_offsets(kafka: KafkaEnv) -> 
         partitions[message.partition].append(message)
     handled = [m for messages in partitions.values() for m in messages[: len(messages) // 2]]
     unhandled = [m for messages in partitions.values() for m in messages[len(messages) // 2 :]]
-    await first.commit(handled)
+    await first.commit(offsets_after((m.partition, m.offset) for m in handled))
     await first.close()
 
     again = await poll_until(kafka.consumer(), len(unhandled))
@@ -322,17 +323,21 @@ async def test_two_consumers_in_one_group_split_partitions_and_see_every_message
 
 
 @pytest.mark.infra
-async def test_revoke_callback_runs_during_a_rebalance_and_can_commit(kafka: KafkaEnv) -> None:
-    """When a second member joins, the first one's revoke callback runs and its commit lands."""
+async def test_revoke_handler_runs_during_a_rebalance_and_its_offsets_are_committed(
+    kafka: KafkaEnv,
+) -> None:
+    """When a second member joins, the first one's revoke handler runs on the event loop and the
+    offsets it returns are committed before the partitions go."""
     sent = varied_trades(["BTCUSDT", "ETHUSDT", "SOLUSDT"], per_symbol=4)
     await send_all(kafka.sink(), sent)
     first = kafka.consumer()
     held: list[BusMessage] = []
     revoked = asyncio.Event()
 
-    async def on_revoke() -> None:
-        await first.commit(held)
+    def on_revoke(partitions: Collection[int], lost: bool) -> dict[int, int]:
+        assert not lost
         revoked.set()
+        return offsets_after((m.partition, m.offset) for m in held if m.partition in partitions)
 
     first.on_revoke(on_revoke)
     held.extend(await poll_until(first, len(sent)))

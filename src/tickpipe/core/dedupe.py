@@ -8,7 +8,7 @@ memory per symbol.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,3 +72,16 @@ class RecentIds:
         order.append(trade_id)
         seen.add(trade_id)
         return NEW
+
+    def forget(self, symbols: Iterable[Hashable]) -> None:
+        """Drops what was seen of these symbols (a revoked or evicted stream)."""
+        for symbol in symbols:
+            self._seen.pop(symbol, None)
+            self._order.pop(symbol, None)
+
+    def forget_all(self) -> None:
+        self._seen.clear()
+        self._order.clear()
+
+    def __len__(self) -> int:
+        return len(self._seen)

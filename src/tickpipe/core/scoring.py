@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,16 +28,23 @@ class SignalChange:
     previous: Signal
 
 
+StreamKey = tuple[str, str]  # (exchange, symbol)
+
+
 class Scorer:
-    """Per-(exchange, symbol) rolling windows. Memory: one window of `window` prices per stream."""
+    """Per-(exchange, symbol) rolling windows, least recently used first. Memory: one window of
+    `window` prices per stream, for at most about `max_streams` streams (see `evict`)."""
 
-    __slots__ = ("_windows", "window")
+    __slots__ = ("_windows", "max_streams", "window")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, max_streams: int = 10_000) -> None:
         if window < 1:
             raise ValueError(f"SMA window must be >= 1, got {window}")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be >= 1, got {max_streams}")
         self.window = window
-        self._windows: dict[tuple[str, str], RollingMean] = {}
+        self.max_streams = max_streams
+        self._windows: OrderedDict[StreamKey, RollingMean] = OrderedDict()
 
     def has_window(self, key: tuple[str, str]) -> bool:
         return key in self._windows
@@ -45,13 +53,31 @@ class Scorer:
         """Starts a stream's window from its stored history (oldest first), e.g. after a restart."""
         self._windows[key] = RollingMean(self.window, list(prices))
 
+    def forget(self, keys: Collection[StreamKey]) -> None:
+        """Drops these streams' windows (rebuilt from the store when next needed)."""
+        for key in keys:
+            self._windows.pop(key, None)
+
     def forget_all(self) -> None:
-        """Drops every window (after a rebalance they are rebuilt from the store on demand)."""
         self._windows.clear()
 
+    def evict(self) -> list[StreamKey]:
+        """Drops the least recently scored windows beyond `max_streams`; returns their keys."""
+        evicted = []
+        while len(self._windows) > self.max_streams:
+            key, _ = self._windows.popitem(last=False)
+            evicted.append(key)
+        return evicted
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
     def score(self, trade: Trade) -> ScoredTrade:
-        window = self._windows.get(trade.key)
+        windows = self._windows
+        window = windows.get(trade.key)
         if window is None:
-            window = self._windows[trade.key] = RollingMean(self.window)
+            window = windows[trade.key] = RollingMean(self.window)
+        else:
+            windows.move_to_end(trade.key)
         sma = window.push(trade.price)
         return ScoredTrade(trade, sma, signal_from_comparison(window.compare(trade.price)))

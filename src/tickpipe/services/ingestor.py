@@ -56,5 +56,7 @@ async def _forward(source: TradeSource, sink: TradeSink, accepted: list[int]) ->
         accepted[0] += 1
         counter = counters.get(trade.key)
         if counter is None:
-            counter = counters[trade.key] = metrics.trades_ingested.labels(*trade.key)
+            counter = counters[trade.key] = metrics.trades_ingested.labels(
+                trade.exchange, metrics.symbol_label(*trade.key)
+            )
         counter.inc()

@@ -1,9 +1,27 @@
-"""Prometheus metrics of every service. Labels are bounded: exchange, symbol (configured or seen
-on the bus, a handful), reason (a fixed vocabulary per call site), outcome."""
+"""Prometheus metrics of every service. Labels are bounded: exchange (the venues), symbol (the
+first `MAX_SYMBOL_LABELS` streams seen, then `OTHER_SYMBOL`), reason (a fixed vocabulary per call
+site), outcome."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+MAX_SYMBOL_LABELS = 1_000
+OTHER_SYMBOL = "_other"
+_symbol_labels: set[tuple[str, str]] = set()
+
+
+def symbol_label(exchange: str, symbol: str) -> str:
+    """`symbol`, or `OTHER_SYMBOL` once this many streams have their own label: a topic carrying
+    thousands of symbols must not grow the metrics without bound."""
+    key = (exchange, symbol)
+    if key in _symbol_labels:
+        return symbol
+    if len(_symbol_labels) >= MAX_SYMBOL_LABELS:
+        return OTHER_SYMBOL
+    _symbol_labels.add(key)
+    return symbol
+
 
 _BATCH_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 
 from tickpipe.core.trade import Trade
-from tickpipe.ports import BusMessage
+from tickpipe.ports import BusMessage, RevokeHandler
 from tickpipe.telemetry import metrics
 
 DEFAULT_CAPACITY = 100_000
@@ -44,13 +44,13 @@ class MemoryBus:
             messages.append(queue.get_nowait())
         return messages
 
-    async def commit(self, messages: Sequence[BusMessage]) -> None:
+    async def commit(self, offsets: Mapping[int, int]) -> None:
         return None
 
     async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
         self.dead_letters.extend(messages)
 
-    def on_revoke(self, callback: Callable[[], Awaitable[None]]) -> None:
+    def on_revoke(self, handler: RevokeHandler) -> None:
         return None  # one process owns the whole in-process bus; nothing is ever revoked
 
     def pending(self) -> int:

@@ -311,7 +311,8 @@ class ExchangeFeed:
             metrics.duplicate_trades_dropped.labels(name).inc()
             return False
         if admission.missing:
-            metrics.trade_id_gaps.labels(name, trade.symbol).inc(admission.missing)
+            symbol = metrics.symbol_label(name, trade.symbol)
+            metrics.trade_id_gaps.labels(name, symbol).inc(admission.missing)
             self._gaps(
                 f"{name}: trade ids missing",
                 trade.symbol,

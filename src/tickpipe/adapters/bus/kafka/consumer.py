@@ -6,8 +6,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -34,7 +34,7 @@ from tickpipe.adapters.bus.kafka.cluster import (
     Outages,
 )
 from tickpipe.core.trade import Trade
-from tickpipe.ports import BusMessage
+from tickpipe.ports import BusMessage, RevokeHandler
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.logs import RateLimitedLog
 
@@ -51,15 +51,6 @@ _PARTITIONS_MOVED = frozenset(
 )
 
 
-def _next_offsets(messages: Iterable[BusMessage]) -> dict[int, int]:
-    """Per partition, the offset to commit: one past the last message handled."""
-    offsets: dict[int, int] = {}
-    for message in messages:
-        if message.offset >= offsets.get(message.partition, 0):
-            offsets[message.partition] = message.offset + 1
-    return offsets
-
-
 def _dlq_reason_label(error: str) -> str:
     if error.startswith("not a tickpipe.v1.Trade"):
         return "undecodable"
@@ -73,10 +64,10 @@ def _dlq_reason_label(error: str) -> str:
 class KafkaConsumer:
     """TradeConsumer over a consumer group; offsets move only through `commit`.
 
-    All consumer calls run on one thread. A rebalance runs the `on_revoke` callback on the event
-    loop and waits for it; a `commit` made meanwhile is recorded and committed by the rebalance
-    itself before the partitions go, since the consumer thread is busy inside it.
-    Do not `poll` from the callback.
+    All consumer calls run on one thread. A rebalance (inside a poll, or `close`) posts the
+    revoked partitions to the `on_revoke` handler on the event loop, waits for its answer (the
+    offsets still to commit for them: the handler does no I/O, so it answers at once) and commits
+    them before the partitions go. A commit only covers partitions still assigned.
     """
 
     def __init__(
@@ -85,7 +76,7 @@ class KafkaConsumer:
         topic: str,
         *,
         group: str = DEFAULT_GROUP,
-        revoke_timeout_s: float = 30.0,
+        revoke_timeout_s: float = 5.0,
         dlq_timeout_s: float = 10.0,
         prefetch_messages: int = DEFAULT_PREFETCH_MESSAGES,
     ) -> None:
@@ -97,10 +88,9 @@ class KafkaConsumer:
         self._log_consumer_error = RateLimitedLog(_log)
         self._log_dead_letter = RateLimitedLog(_log)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._revoke_callback: Callable[[], Awaitable[None]] | None = None
+        self._revoke_handler: RevokeHandler | None = None
         self._lock = threading.Lock()
-        self._in_rebalance = False
-        self._deferred_offsets: dict[int, int] = {}
+        self._assigned: set[int] = set()  # on the consumer thread only
         self._pending_poll: asyncio.Future[list[BusMessage]] | None = None
         self._leftover: list[BusMessage] = []
         self._lag_refresh_s = 0.0
@@ -172,25 +162,19 @@ class KafkaConsumer:
             del messages[max_messages:]
         return messages
 
-    async def commit(self, messages: Sequence[BusMessage]) -> None:
-        offsets = _next_offsets(messages)
-        if not offsets:
-            return
-        with self._lock:
-            if self._in_rebalance:
-                for partition, offset in offsets.items():
-                    if offset > self._deferred_offsets.get(partition, 0):
-                        self._deferred_offsets[partition] = offset
-                return
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._commit_now, offsets)
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        if offsets:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._commit_now, dict(offsets)
+            )
 
     async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
         if messages:
             # Not on the consumer thread: the revoke callback may dead-letter during a rebalance.
             await asyncio.to_thread(self._dead_letter_now, list(messages))
 
-    def on_revoke(self, callback: Callable[[], Awaitable[None]]) -> None:
-        self._revoke_callback = callback
+    def on_revoke(self, handler: RevokeHandler) -> None:
+        self._revoke_handler = handler
 
     async def assignment(self) -> list[int]:
         """The partitions this consumer holds now (for tests and diagnostics)."""
@@ -268,7 +252,14 @@ class KafkaConsumer:
         return BusMessage(trade, error, key, value, partition, offset, traceparent)
 
     def _commit_now(self, offsets: dict[int, int]) -> None:
-        partitions = [TopicPartition(self._topic, p, offset) for p, offset in offsets.items()]
+        # A partition taken away meanwhile is its new owner's to commit.
+        partitions = [
+            TopicPartition(self._topic, p, offset)
+            for p, offset in offsets.items()
+            if p in self._assigned
+        ]
+        if not partitions:
+            return
         try:
             results = self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
@@ -294,47 +285,55 @@ class KafkaConsumer:
         metrics.consumer_lag.set(lag)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(p.partition for p in partitions)
         self._outages.up()
         _log.info("assigned partitions %s of %s", [p.partition for p in partitions], self._topic)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log.info("partitions %s of %s revoked", [p.partition for p in partitions], self._topic)
-        self._run_revoke_callback(commit=True)
+        self._hand_over([p.partition for p in partitions], lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost partitions may already belong to another consumer: committing them would fail.
         _log.warning("partitions %s of %s lost", [p.partition for p in partitions], self._topic)
-        self._run_revoke_callback(commit=False)
+        self._hand_over([p.partition for p in partitions], lost=True)
 
-    def _run_revoke_callback(self, *, commit: bool) -> None:
+    def _hand_over(self, partitions: list[int], *, lost: bool) -> None:
+        """Tells the handler on the event loop, commits what it says is done, then lets go."""
         self._revocations += 1
-        callback, loop = self._revoke_callback, self._loop
-        if callback is None or loop is None or loop.is_closed():
-            return
+        offsets: dict[int, int] = {}
+        handler, loop = self._revoke_handler, self._loop
+        if handler is not None and loop is not None and not loop.is_closed():
+            answer: Future[dict[int, int]] = Future()
 
-        async def run() -> None:
-            await callback()
+            def on_loop() -> None:
+                # Batches of a cancelled poll may hold messages of these partitions: they come
+                # back from the committed offsets instead.
+                self._leftover = [m for m in self._leftover if m.partition not in partitions]
+                try:
+                    answer.set_result(handler(partitions, lost))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                    answer.set_exception(exc)
 
-        with self._lock:
-            self._in_rebalance = True
-        try:
-            future = asyncio.run_coroutine_threadsafe(run(), loop)
             try:
-                future.result(timeout=self._revoke_timeout_s)
+                loop.call_soon_threadsafe(on_loop)
+                offsets = answer.result(timeout=self._revoke_timeout_s)
             except TimeoutError:
-                future.cancel()
-                raise
-        except Exception:  # noqa: BLE001 - a failing callback must not break the rebalance
-            _log.exception("revoke callback failed; its uncommitted messages will be redelivered")
-        finally:
-            with self._lock:
-                self._in_rebalance = False
-                offsets, self._deferred_offsets = self._deferred_offsets, {}
-        if commit and offsets:
+                # Committing nothing is always safe: the next owner reads them again.
+                _log.warning(
+                    "the processor did not answer a revocation within %.0fs; nothing committed "
+                    "for partitions %s (they will be redelivered)",
+                    self._revoke_timeout_s,
+                    partitions,
+                )
+            except Exception:  # noqa: BLE001 - a failing handler must not break the rebalance
+                _log.exception("revoke handler failed; partitions %s are redelivered", partitions)
+        if offsets and not lost:
             try:
                 self._commit_now(offsets)
-            except KafkaException:
-                _log.exception("commit on revoke failed; those messages will be redelivered")
+            except KafkaException as exc:
+                _log.warning("commit on revoke failed (its messages are redelivered): %s", exc)
+        self._assigned.difference_update(partitions)
 
     def _on_client_error(self, error: KafkaError) -> None:
         self._outages.on_error(error)
