@@ -113,6 +113,7 @@ class Processor:
         self._stop = asyncio.Event()
         self._stop_deadline_s: float | None = None
         self._in_flight: asyncio.Task[None] | None = None
+        self._attempts: set[asyncio.Timeout] = set()  # dependency calls under way
         self._log_retry = {"database": RateLimitedLog(log), "kafka": RateLimitedLog(log)}
         consumer.on_revoke(self._on_revoke)
 
@@ -123,6 +124,7 @@ class Processor:
         first and retries go on until the caller gives up."""
         if not drain:
             self._stop = stop
+        bounding = asyncio.create_task(self._bound_attempts_on_stop(), name="stop-budget")
         try:
             while not stop.is_set():
                 await self._step(self._poll_timeout_s())
@@ -136,6 +138,8 @@ class Processor:
                 "stopping with trades neither stored nor committed (they will be redelivered): %s",
                 exc,
             )
+        finally:
+            bounding.cancel()
 
     def _poll_timeout_s(self) -> float:
         pending = self._pending
@@ -272,6 +276,20 @@ class Processor:
             self._stop_deadline_s = time.monotonic() + self._stop_budget_s
         return self._stop_deadline_s
 
+    def _attempt_deadline(self) -> float | None:
+        """The event-loop time by which a dependency call must end: none until stopping."""
+        if not self._stop.is_set():
+            return None
+        remaining_s = max(0.0, self._deadline_s() - time.monotonic())
+        return asyncio.get_running_loop().time() + remaining_s
+
+    async def _bound_attempts_on_stop(self) -> None:
+        """A call already waiting on a hung dependency when the stop comes gets the budget too."""
+        await self._stop.wait()
+        deadline = self._attempt_deadline()
+        for scope in list(self._attempts):
+            scope.reschedule(deadline)
+
     async def _write(
         self, batch: LedgerBatch, scored: list[ScoredTrade], messages: list[BusMessage]
     ) -> None:
@@ -367,13 +385,14 @@ class Processor:
         while True:
             if attempt and batch is not None and not self._ledger.owns(batch):
                 raise _Abandoned
-            stopping = self._stop.is_set()
             try:
-                if stopping:
-                    async with asyncio.timeout(max(0.0, self._deadline_s() - time.monotonic())):
+                # Unbounded until a stop; then bounded by what is left of the stop budget.
+                async with asyncio.timeout(self._attempt_deadline()) as scope:
+                    self._attempts.add(scope)
+                    try:
                         result = await attempt_call()
-                else:
-                    result = await attempt_call()
+                    finally:
+                        self._attempts.discard(scope)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage is retried, never fatal
@@ -382,7 +401,7 @@ class Processor:
                     # Kafka outages are counted by its adapter, which sees them even when idle.
                     metrics.dependency_outages.labels(dependency).inc()
                 self.failing[dependency] = f"{what} failing, retrying: {reason}"
-                if stopping:
+                if self._stop.is_set():
                     raise _GaveUp(f"{what} failed: {reason}") from None
                 retries = metrics.store_retries if dependency == "database" else metrics.bus_retries
                 retries.inc()
