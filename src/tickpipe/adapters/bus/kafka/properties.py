@@ -88,7 +88,7 @@ class KafkaProperties:
     def explain(self, error: str) -> str:
         """A librdkafka configuration error as one secret-free line naming the property's origin."""
         line = self.scrub(error)
-        match = re.search(r'property "([^"]+)"|: ([a-z][\w.]*) failed:', line)
+        match = re.search(r'property:? "([^"]+)"|: ([a-z][\w.]*) failed:', line)
         if match:
             name = canonical(match[1] or match[2])
             if name in self.origins:
