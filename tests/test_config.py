@@ -121,7 +121,9 @@ def run_tickpipe(args: list[str], env: dict[str, str]) -> subprocess.CompletedPr
 def test_cli_refuses_a_protected_kafka_property_with_exit_1_and_one_line(tmp_path: Path) -> None:
     """`tickpipe process` with enable.auto.commit in the file: exit 1, one line, no secret."""
     config = tmp_path / "client.properties"
-    config.write_text("bootstrap.servers=127.0.0.1:1\nsasl.password=hunter2\nenable.auto.commit=1\n")
+    config.write_text(
+        "bootstrap.servers=127.0.0.1:1\nsasl.password=hunter2\nenable.auto.commit=1\n"
+    )
     done = run_tickpipe(["process"], {"TICKPIPE_KAFKA_CONFIG_FILE": str(config)})
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()

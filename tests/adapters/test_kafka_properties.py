@@ -106,8 +106,10 @@ def test_shortcuts_win_over_the_file_across_alias_spellings() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["enable.auto.commit", "enable.auto.offset.store", "enable.idempotence", "acks"]
-    + ["request.required.acks", "group.id", "auto.offset.reset", "partitioner", "error_cb"],
+    [
+        *("enable.auto.commit", "enable.auto.offset.store", "enable.idempotence", "acks"),
+        *("request.required.acks", "group.id", "auto.offset.reset", "partitioner", "error_cb"),
+    ],
 )
 def test_properties_the_guarantees_rest_on_are_refused_by_name(name: str) -> None:
     """A file may not turn off manual commits, idempotence or acks=all: refused, with why."""
@@ -121,8 +123,10 @@ def test_properties_the_guarantees_rest_on_are_refused_by_name(name: str) -> Non
 
 @pytest.mark.parametrize(
     "name",
-    ["sasl.password", "ssl.key.password", "ssl.keystore.password"]
-    + ["sasl.oauthbearer.client.secret", "ssl.key.pem", "sasl.jaas.config"],
+    [
+        *("sasl.password", "ssl.key.password", "ssl.keystore.password"),
+        *("sasl.oauthbearer.client.secret", "ssl.key.pem", "sasl.jaas.config"),
+    ],
 )
 def test_secret_properties_are_redacted(name: str) -> None:
     """Secret values become *** in a dump and in any text that quotes them."""
@@ -263,5 +267,5 @@ def test_require_kafka_without_any_bootstrap_says_where_to_set_it(tmp_path: Path
     """A file with SASL settings but no brokers, and no env variable: what to set."""
     path = tmp_path / "client.properties"
     path.write_text("security.protocol=SSL\n")
-    with pytest.raises(MissingDependency, match="bootstrap.servers in TICKPIPE_KAFKA_CONFIG"):
+    with pytest.raises(MissingDependency, match=r"bootstrap\.servers in TICKPIPE_KAFKA_CONFIG"):
         require_kafka(Settings(kafka_config_file=str(path)), "ingest")

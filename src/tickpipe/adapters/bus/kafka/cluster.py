@@ -18,11 +18,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from tickpipe.adapters.bus.kafka import client_log
 from tickpipe.adapters.bus.kafka.properties import InvalidKafkaProperties, KafkaProperties
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.logs import RateLimitedLog
 
 _log = logging.getLogger(__name__)
+client_log.install()
 
 TRACEPARENT_HEADER = "traceparent"
 DLQ_REASON_HEADER = "tickpipe-dlq-reason"
@@ -81,13 +83,8 @@ def ensure_topics(
         **(properties or {}),
     }
     admin = AdminClient(config)
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        detail = "authentication failed" if auth_failures.recent() else exc.args[0]
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap_servers} did not answer within {timeout_s:g} s: {detail}"
-        ) from None
+    hint = "" if "security.protocol" in config else _NO_SECURITY_HINT
+    existing = _list_topics(admin, auth_failures, bootstrap_servers, timeout_s, hint)
     wanted = {topic: partitions, topic + DLQ_SUFFIX: DLQ_PARTITIONS}
     if topic in existing and len(existing[topic].partitions) != partitions:
         _log.warning(
@@ -146,6 +143,39 @@ class AuthFailures:
 
     def recent(self) -> bool:
         return self._last_s is not None and time.monotonic() - self._last_s < AUTH_FAILURE_MEMORY_S
+
+
+_NO_SECURITY_HINT = (
+    " (a broker that requires SASL or TLS drops clients without it:"
+    " see TICKPIPE_KAFKA_SECURITY_PROTOCOL)"
+)
+
+
+def _list_topics(
+    admin: AdminClient,
+    auth_failures: AuthFailures,
+    bootstrap_servers: str,
+    timeout_s: float,
+    hint: str,
+) -> dict[str, Any]:
+    """The cluster's topics; in short slices, so that a refused login ends the wait at once."""
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            slice_s = max(min(1.0, deadline_s - time.monotonic()), 0.1)
+            topics: dict[str, Any] = admin.list_topics(timeout=slice_s).topics
+            return topics
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks: an authentication failure among them?
+            if auth_failures.recent():
+                raise KafkaUnavailable(
+                    f"Kafka at {bootstrap_servers}: authentication failed ({AUTH_HINT})"
+                ) from None
+            if time.monotonic() >= deadline_s:
+                raise KafkaUnavailable(
+                    f"Kafka at {bootstrap_servers} did not answer within {timeout_s:g} s:"
+                    f" {exc.args[0].str()}{hint}"
+                ) from None
 
 
 class Outages:
@@ -208,6 +238,7 @@ class KafkaPing:
                 self._admin.list_topics, self._topic, self._timeout_s
             )
         except KafkaException as exc:
+            self._admin.poll(0)  # serves the error callbacks: an authentication failure?
             if self._auth_failures.recent():
                 raise KafkaUnavailable("Kafka refused authentication") from None
             raise KafkaUnavailable(
