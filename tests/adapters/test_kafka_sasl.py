@@ -70,6 +70,7 @@ async def test_sasl_settings_reach_the_wire_and_a_refusal_is_one_clear_line(
     assert PASSWORD not in caplog.text + response.text
 
 
+@pytest.mark.slow
 def test_ingest_with_sasl_from_the_environment_exits_1_naming_authentication(
     kafka_sasl_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ def test_ingest_with_sasl_from_the_environment_exits_1_naming_authentication(
     assert elapsed_s < 10  # a refused login ends the start-up wait; no 10 s timeout
 
 
+@pytest.mark.slow
 def test_ingest_without_sasl_against_a_sasl_broker_exits_1_saying_what_to_set(
     kafka_sasl_bootstrap: str,
 ) -> None:
