@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from tickpipe import __version__
 
@@ -164,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         _fail(f"invalid configuration: {problems}", code=2)
+    except SettingsError as exc:  # TICKPIPE_<NAME>_FILE unreadable, or set with TICKPIPE_<NAME>
+        _fail(f"invalid configuration: {exc}", code=2)
     configure_logging(settings.log_format, settings.log_level)
+    for line in Settings.unknown_variables(os.environ):
+        logging.getLogger("tickpipe").warning("%s", line)
     setup_tracing(f"tickpipe-{args.command}")
     replay_options = None
     if args.command == "replay":

@@ -50,7 +50,7 @@ async def run(settings: Settings) -> None:
         publisher = await stack.enter_async_context(queued_publisher(updates.publisher))
         sink: TradeSink
         consumer: TradeConsumer
-        if settings.kafka_bootstrap_servers:
+        if settings.uses_kafka():
             sink = await stack.enter_async_context(wiring.open_kafka_sink(settings, "run"))
             consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "run"))
             drain = False
@@ -63,7 +63,7 @@ async def run(settings: Settings) -> None:
             "pubsub": updates.feed.ping,
             "processor": _healthy(processor),
         }
-        if settings.kafka_bootstrap_servers:
+        if settings.uses_kafka():
             checks["kafka"] = wiring.kafka_check(settings)
         app = create_app(
             store,
@@ -88,6 +88,7 @@ async def run(settings: Settings) -> None:
 
 
 async def ingest(settings: Settings) -> None:
+    kafka = wiring.require_kafka(settings, "ingest")
     async with wiring.open_kafka_sink(settings, "ingest") as sink:
         source = wiring.open_source(settings)
         checks = {"kafka": wiring.kafka_check(settings)}
@@ -99,14 +100,14 @@ async def ingest(settings: Settings) -> None:
                 "ingesting %s %s into Kafka %s topic %r",
                 settings.source,
                 ",".join(settings.symbol_list()),
-                settings.kafka_bootstrap_servers,
+                kafka.bootstrap_servers,
                 settings.kafka_topic,
             ),
         )
 
 
 async def process(settings: Settings) -> None:
-    wiring.require_kafka(settings, "process")
+    kafka = wiring.require_kafka(settings, "process")
     wiring.require_redis(settings, "process")
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(wiring.open_store(settings.database_url))
@@ -128,7 +129,7 @@ async def process(settings: Settings) -> None:
             server,
             on_started=lambda: log.info(
                 "processing Kafka %s topic %r (group %r) into %s, updates to Redis channel %r",
-                settings.kafka_bootstrap_servers,
+                kafka.bootstrap_servers,
                 settings.kafka_topic,
                 settings.kafka_group,
                 describe_url(settings.database_url),
@@ -182,13 +183,9 @@ async def replay(settings: Settings, options: ReplayOptions) -> None:
             )
         except (OSError, ValueError) as exc:
             raise ReplayFailed(f"cannot replay {name}: {exc}") from None
-    if settings.kafka_bootstrap_servers:
+    if settings.uses_kafka():
         async with wiring.open_kafka_sink(settings, "replay") as sink:
-            log.info(
-                "replaying into Kafka %s topic %r",
-                settings.kafka_bootstrap_servers,
-                settings.kafka_topic,
-            )
+            log.info("replaying into Kafka topic %r", settings.kafka_topic)
             summary = await replay_recordings(
                 recordings, sink, speed=options.speed, strict=options.strict
             )

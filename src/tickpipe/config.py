@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from tickpipe.core.symbols import parse_symbol_list
 
@@ -34,11 +44,23 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=6, ge=1)
     kafka_group: str = "tickpipe-processor"
     kafka_queue_max: int = Field(default=100_000, ge=1)
+    # Client properties for every Kafka client (SASL/TLS for managed services); the shortcuts
+    # win over the file. Merged and checked by adapters/bus/kafka/properties.py.
+    kafka_config_file: str | None = None
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
 
     database_url: str = "sqlite:///./tickpipe.db"
     redis_url: str | None = None
     redis_channel: str = "updates"
     redis_prefix: str = "tickpipe:"
+    # Put into the URL when it names no password, so that the password alone can be a secret
+    # file (TICKPIPE_DATABASE_PASSWORD_FILE) while the URL stays plain configuration.
+    database_password: SecretStr | None = None
+    redis_password: SecretStr | None = None
 
     sma_window: int = Field(default=20, ge=1, le=100_000)
     batch_max_trades: int = Field(default=5_000, ge=1)
@@ -52,6 +74,35 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "INFO"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            ValueFiles(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @model_validator(mode="after")
+    def _passwords_into_urls(self) -> Settings:
+        if self.database_password is not None:
+            self.database_url = _with_password(
+                self.database_url, self.database_password, "TICKPIPE_DATABASE_PASSWORD"
+            )
+        if self.redis_password is not None and self.redis_url:
+            self.redis_url = _with_password(
+                self.redis_url, self.redis_password, "TICKPIPE_REDIS_PASSWORD"
+            )
+        return self
+
     @field_validator("symbols")
     @classmethod
     def _strip(cls, value: str) -> str:
@@ -60,3 +111,87 @@ class Settings(BaseSettings):
     def symbol_list(self) -> tuple[str, ...]:
         """The configured symbols in the exchange's own notation (defaults per source)."""
         return parse_symbol_list(self.symbols or DEFAULT_SYMBOLS[self.source])
+
+    def uses_kafka(self) -> bool:
+        """Kafka is named: by its bootstrap servers, or by a properties file that may hold them."""
+        return bool(self.kafka_bootstrap_servers or self.kafka_config_file)
+
+    def kafka_shortcuts(self) -> dict[str, str]:
+        """The TICKPIPE_KAFKA_* shortcuts that are set, by librdkafka property name."""
+        password = self.kafka_sasl_password
+        shortcuts = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": password.get_secret_value() if password is not None else None,
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+        }
+        return {name: value for name, value in shortcuts.items() if value is not None}
+
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str]) -> list[str]:
+        """One line per TICKPIPE_* variable that names no setting (a typo?), with a suggestion."""
+        known = {f"{PREFIX}{name.upper()}" for name in cls.model_fields}
+        known |= {f"{name}{FILE_SUFFIX}" for name in known} | NOT_SETTINGS
+        lines = []
+        for variable in sorted(name.upper() for name in environ):
+            if not variable.startswith(PREFIX) or variable in known:
+                continue
+            if variable.startswith(TEST_PREFIX):
+                continue
+            close = difflib.get_close_matches(variable, known, n=1)
+            lines.append(
+                f"{variable} is not a tickpipe setting"
+                + (f"; did you mean {close[0]}?" if close else "")
+            )
+        return lines
+
+
+PREFIX = "TICKPIPE_"
+FILE_SUFFIX = "_FILE"
+TEST_PREFIX = "TICKPIPE_TEST_"  # the test suite's own variables
+# Read by the Docker image's health check, not by tickpipe.
+NOT_SETTINGS = frozenset({"TICKPIPE_HEALTH_PORT"})
+
+
+class ValueFiles(PydanticBaseSettingsSource):
+    """TICKPIPE_<NAME>_FILE: the value of TICKPIPE_<NAME> read from a file (Docker and Kubernetes
+    secrets), one trailing newline dropped. Setting both is an error, not a silent choice."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for field_name in self.settings_cls.model_fields:
+            variable = f"{PREFIX}{field_name.upper()}"
+            path = environ.get(variable + FILE_SUFFIX)
+            if path is None:
+                continue
+            if variable in environ:
+                raise SettingsError(f"set {variable} or {variable}{FILE_SUFFIX}, not both")
+            values[field_name] = read_value_file(variable + FILE_SUFFIX, path)
+        return values
+
+
+def read_value_file(variable: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"{variable}: cannot read {path}: {reason}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _with_password(url: str, password: SecretStr, variable: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return url
+    if parts.password is not None:
+        raise ValueError(f"{variable} is set, and the URL already holds a password")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    secret = quote(password.get_secret_value(), safe="")
+    netloc = f"{userinfo}:{secret}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from tickpipe.config import Settings
@@ -76,12 +77,55 @@ async def open_store(database_url: str) -> AsyncIterator[TradeStore]:
         await store.close()
 
 
-def require_kafka(settings: Settings, command: str) -> str:
-    if not settings.kafka_bootstrap_servers:
+@dataclass(frozen=True, slots=True)
+class KafkaClients:
+    """What every Kafka client is opened with: the brokers, and the checked properties from
+    TICKPIPE_KAFKA_CONFIG_FILE and the TICKPIPE_KAFKA_* shortcuts (SASL, TLS, tuning)."""
+
+    bootstrap_servers: str
+    properties: Mapping[str, str]
+
+
+def require_kafka(settings: Settings, command: str) -> KafkaClients:
+    from tickpipe.adapters.bus.kafka.cluster import check_properties
+    from tickpipe.adapters.bus.kafka.properties import (
+        InvalidKafkaProperties,
+        merge_properties,
+        parse_properties,
+    )
+    from tickpipe.config import read_value_file
+
+    layers = []
+    try:
+        if settings.kafka_config_file:
+            path = settings.kafka_config_file
+            text = read_value_file("TICKPIPE_KAFKA_CONFIG_FILE", path)
+            layers.append(parse_properties(text, path))
+        shortcuts = settings.kafka_shortcuts()
+        origins = {name: "TICKPIPE_" + _SHORTCUT_VARIABLES[name] for name in shortcuts}
+        layers.append((shortcuts, origins))
+        if settings.kafka_bootstrap_servers:
+            bootstrap = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+            layers.append((bootstrap, {"bootstrap.servers": "TICKPIPE_KAFKA_BOOTSTRAP_SERVERS"}))
+        properties = merge_properties(layers)
+        check_properties(properties, settings.kafka_group)
+    except (InvalidKafkaProperties, ValueError) as exc:
+        raise MissingDependency(str(exc)) from None
+    if not properties.bootstrap_servers:
         raise MissingDependency(
             f"tickpipe {command} needs Kafka: set TICKPIPE_KAFKA_BOOTSTRAP_SERVERS (host:port)"
+            " or bootstrap.servers in TICKPIPE_KAFKA_CONFIG_FILE"
         )
-    return settings.kafka_bootstrap_servers
+    return KafkaClients(properties.bootstrap_servers, properties.client_config())
+
+
+_SHORTCUT_VARIABLES = {
+    "security.protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl.mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl.username": "KAFKA_SASL_USERNAME",
+    "sasl.password": "KAFKA_SASL_PASSWORD",
+    "ssl.ca.location": "KAFKA_SSL_CA_LOCATION",
+}
 
 
 def require_redis(settings: Settings, command: str) -> str:
@@ -92,32 +136,44 @@ def require_redis(settings: Settings, command: str) -> str:
     return settings.redis_url
 
 
-async def prepare_kafka(settings: Settings, command: str) -> str:
+async def prepare_kafka(settings: Settings, command: str) -> KafkaClients:
     from tickpipe.adapters.bus.kafka import KafkaUnavailable, ensure_topics
 
-    bootstrap = require_kafka(settings, command)
+    kafka = require_kafka(settings, command)
     try:
         await asyncio.to_thread(
-            ensure_topics, bootstrap, settings.kafka_topic, settings.kafka_partitions
+            functools.partial(
+                ensure_topics,
+                kafka.bootstrap_servers,
+                settings.kafka_topic,
+                settings.kafka_partitions,
+                properties=kafka.properties,
+            )
         )
     except KafkaUnavailable as exc:
         raise MissingDependency(str(exc)) from None
-    return bootstrap
+    return kafka
 
 
 def kafka_check(settings: Settings) -> Callable[[], Awaitable[None]]:
     """The /readyz check of a service that uses Kafka."""
     from tickpipe.adapters.bus.kafka import KafkaPing
 
-    return KafkaPing(require_kafka(settings, "kafka check"), settings.kafka_topic)
+    kafka = require_kafka(settings, "kafka check")
+    return KafkaPing(kafka.bootstrap_servers, settings.kafka_topic, properties=kafka.properties)
 
 
 @contextlib.asynccontextmanager
 async def open_kafka_sink(settings: Settings, command: str) -> AsyncIterator[TradeSink]:
     from tickpipe.adapters.bus.kafka import KafkaSink
 
-    bootstrap = await prepare_kafka(settings, command)
-    sink = KafkaSink(bootstrap, settings.kafka_topic, queue_max_messages=settings.kafka_queue_max)
+    kafka = await prepare_kafka(settings, command)
+    sink = KafkaSink(
+        kafka.bootstrap_servers,
+        settings.kafka_topic,
+        queue_max_messages=settings.kafka_queue_max,
+        properties=kafka.properties,
+    )
     try:
         yield sink
     finally:
@@ -128,12 +184,13 @@ async def open_kafka_sink(settings: Settings, command: str) -> AsyncIterator[Tra
 async def open_kafka_consumer(settings: Settings, command: str) -> AsyncIterator[TradeConsumer]:
     from tickpipe.adapters.bus.kafka import KafkaConsumer
 
-    bootstrap = await prepare_kafka(settings, command)
+    kafka = await prepare_kafka(settings, command)
     consumer = KafkaConsumer(
-        bootstrap,
+        kafka.bootstrap_servers,
         settings.kafka_topic,
         group=settings.kafka_group,
         prefetch_messages=settings.batch_max_trades,  # a batch per partition, no more
+        properties=kafka.properties,
     )
     try:
         yield consumer

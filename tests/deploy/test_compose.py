@@ -277,3 +277,93 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert {"pyproject.toml", "README.md", "src"} <= allowed
+
+
+REQUIRED = re.compile(r"\$\{(\w+):\?([^}]+)\}")
+SECRETS_DIR = "/run/secrets/"
+
+
+def raw_compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_refuses_to_start_without_the_password_files() -> None:
+    """Each secret's file comes from a required variable (`${VAR:?message}`): with it unset,
+    compose stops with the message; there is no default password to fall back on."""
+    secrets = raw_compose()["secrets"]
+    assert {"postgres_password", "redis_password"} <= secrets.keys()
+    for name, spec in secrets.items():
+        match = REQUIRED.fullmatch(spec["file"])
+        assert match, f"secret {name}: {spec['file']!r} is not a required variable"
+        assert "README" in match[2]  # the message says where to read how
+
+
+def test_no_password_is_written_in_compose_or_defaulted() -> None:
+    """No PASSWORD variable holds a value or a default, and no URL carries a password."""
+    text = (ROOT / "compose.yaml").read_text()
+    assert not re.search(r"PASSWORD:-", text)
+    for name, spec in raw_compose()["services"].items():
+        for variable, value in environment(spec).items():
+            if "PASSWORD" in variable:
+                assert variable.endswith("_FILE"), f"{name} {variable}"
+            if "://" in value:
+                assert urlsplit(value).password is None, f"{name} {variable}"
+
+
+def mounted_secret(spec: dict[str, Any], path: str) -> str:
+    """The secret that `path` (/run/secrets/NAME) names; the service must mount it."""
+    assert path.startswith(SECRETS_DIR), path
+    secret = path.removeprefix(SECRETS_DIR)
+    assert secret in (spec.get("secrets") or []), f"{secret} is not mounted"
+    return secret
+
+
+def test_postgres_and_tickpipe_read_one_password_secret(services: Services) -> None:
+    """TimescaleDB takes POSTGRES_PASSWORD_FILE and every service that talks to it
+    TICKPIPE_DATABASE_PASSWORD_FILE, from the same secret."""
+    db = environment(services["timescaledb"])
+    assert mounted_secret(services["timescaledb"], db["POSTGRES_PASSWORD_FILE"]) == (
+        "postgres_password"
+    )
+    users = [
+        name for name, spec in services.items() if "TICKPIPE_DATABASE_URL" in environment(spec)
+    ]
+    assert set(users) == {"migrate", "process", "gateway"}
+    for name in users:
+        env = environment(services[name])
+        path = env["TICKPIPE_DATABASE_PASSWORD_FILE"]
+        assert mounted_secret(services[name], path) == "postgres_password", name
+
+
+def test_redis_requires_the_password_its_clients_read(services: Services) -> None:
+    """Redis is started with requirepass from the secret (not on its command line), its health
+    check authenticates, and every client reads TICKPIPE_REDIS_PASSWORD_FILE from that secret."""
+    redis = services["redis"]
+    script = "\n".join(redis["entrypoint"])
+    assert "requirepass" in script
+    assert f"{SECRETS_DIR}redis_password" in script
+    assert "redis-server /tmp/redis.conf" in script  # the password is in the file, not argv
+    assert "exec docker-entrypoint.sh redis-server" in script  # still drops to the redis user
+    mounted_secret(redis, f"{SECRETS_DIR}redis_password")
+    check = " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH" in check
+    assert "grep -q PONG" in check  # NOAUTH exits 0 too
+    clients = [name for name, spec in services.items() if "TICKPIPE_REDIS_URL" in environment(spec)]
+    assert set(clients) == {"process", "gateway"}
+    for name in clients:
+        path = environment(services[name])["TICKPIPE_REDIS_PASSWORD_FILE"]
+        assert mounted_secret(services[name], path) == "redis_password", name
+
+
+def test_jaeger_ui_and_otlp_are_published_on_loopback_only(services: Services) -> None:
+    """Traces name hosts and symbols: Jaeger's ports are bound to 127.0.0.1."""
+    for entry in services["jaeger"]["ports"]:
+        assert str(entry).startswith("127.0.0.1:"), entry
+
+
+def test_every_tickpipe_variable_in_compose_is_a_setting(services: Services) -> None:
+    """No TICKPIPE_* name in compose is a typo: tickpipe would warn about it at start."""
+    from tickpipe.config import Settings
+
+    for name, spec in services.items():
+        assert Settings.unknown_variables(environment(spec)) == [], name

@@ -79,9 +79,12 @@ class KafkaConsumer:
         revoke_timeout_s: float = 5.0,
         dlq_timeout_s: float = 10.0,
         prefetch_messages: int = DEFAULT_PREFETCH_MESSAGES,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         self._topic = topic
         self._bootstrap_servers = bootstrap_servers
+        # SASL/TLS and tuning for both clients; never the offset settings (properties.py).
+        self._properties = dict(properties or {})
         self._revoke_timeout_s = revoke_timeout_s
         self._dlq_timeout_s = dlq_timeout_s
         self._outages = Outages()
@@ -110,7 +113,7 @@ class KafkaConsumer:
             # Latency over fetch efficiency: the broker answers within 10 ms even with little
             # data, and the next fetch starts at once.
             "fetch.wait.max.ms": 10,
-            "fetch.queue.backoff.ms": 0,
+            "fetch.queue.backoff.ms": 1,  # 0 makes librdkafka's fetcher spin on a full queue
             # Prefetch is bounded, in bytes and in messages per partition, so that a store
             # outage holds little in memory: librdkafka stops fetching, the backlog stays in Kafka.
             "queued.max.messages.kbytes": 16_384,
@@ -118,6 +121,7 @@ class KafkaConsumer:
             "error_cb": self._on_client_error,
             "logger": _log,
             **RECONNECT_CONFIG,
+            **self._properties,
         }
         try:
             self._consumer: Consumer = self._executor.submit(self._open, config).result()
@@ -351,6 +355,7 @@ class KafkaConsumer:
                         "enable.idempotence": True,
                         "acks": "all",
                         "logger": _log,
+                        **self._properties,
                     }
                 )
             producer = self._dlq_producer

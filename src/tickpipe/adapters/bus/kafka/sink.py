@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
 from confluent_kafka import (
     KafkaError,
@@ -49,6 +50,7 @@ class KafkaSink:
         queue_max_messages: int = DEFAULT_QUEUE_MAX,
         max_block_s: float = 5.0,
         close_timeout_s: float = 10.0,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         self._topic = topic
         self._max_block_s = max_block_s
@@ -79,6 +81,9 @@ class KafkaSink:
                 "logger": _log,
                 **RECONNECT_CONFIG,
                 **self._outages.stats_config(),  # polled every 0.1 s by its reporter thread
+                # SASL/TLS and tuning from TICKPIPE_KAFKA_CONFIG_FILE and the shortcuts; the
+                # properties above that the guarantees rest on cannot be among them.
+                **(properties or {}),
             }
         )
         self._shedding = False  # the queue stayed full for max_block_s and has had no room since
@@ -157,4 +162,6 @@ class KafkaSink:
 
     def _on_client_error(self, error: KafkaError) -> None:
         self._outages.on_error(error)
+        if error.code() == KafkaError._AUTHENTICATION:
+            return  # logged by Outages, with what to check
         self._log_client_error(logging.WARNING, "Kafka producer: %s", error)
