@@ -182,8 +182,13 @@ class InvalidLine:
         return f"{self.path}:{self.line_number}: {self.reason}"
 
 
+class UnreadableRecording(Exception):
+    """A recording that cannot be read on (corrupt archive, a zip bomb); one line naming it."""
+
+
 class TradeRecording(Protocol):
-    """A file of recorded trades (`tickpipe replay`), read once, in file order."""
+    """A file of recorded trades (`tickpipe replay`), read once, in file order. Iterating may
+    raise UnreadableRecording."""
 
     size_bytes: int
     bytes_read: int  # so far: for a progress bar
