@@ -43,6 +43,9 @@ def http_server(
         access_log=False,
         lifespan="on",
         http="h11",  # h11 enforces MAX_HEADER_BYTES (httptools, if installed, would not)
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the gateway reads
+        # it itself, only from TICKPIPE_TRUSTED_PROXIES (services/gateway/admission.py).
+        proxy_headers=False,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         limit_concurrency=max_connections,
         timeout_keep_alive=KEEP_ALIVE_S,
