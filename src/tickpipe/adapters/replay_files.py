@@ -318,7 +318,7 @@ def _bounded_lines(handle: _LineReader, max_line_bytes: int) -> Iterator[tuple[b
             if not line:
                 break
             skipped += len(line)
-        yield b"", skipped
+        yield b"", skipped - line.endswith(b"\n")  # the newline is not part of the line
 
 
 def open_recording(
