@@ -97,5 +97,5 @@ def test_no_trusted_proxies_means_the_socket_address() -> None:
 
 def test_malformed_trusted_proxy_is_named() -> None:
     """A typo in the proxy list fails with the entry, instead of trusting nothing silently."""
-    with pytest.raises(ValueError, match="'10.0.0.300'"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.300'"):
         parse_trusted_proxies("127.0.0.1, 10.0.0.300")
