@@ -39,7 +39,7 @@ STATEMENT_TIMEOUT_MS = 60_000
 PING_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
 POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 2  # the processor writes one batch at a time; the other is for pings
+POOL_MAX_SIZE = 4  # the processor's writes and window look-ups, and pings
 READ_POOL_MAX_SIZE = 4  # gateway reads at once; more wait (within the query timeout)
 DEFAULT_QUERY_TIMEOUT_S = 5.0
 # How long past the server's statement timeout the client waits (a server that hangs).
