@@ -67,7 +67,7 @@ _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
         "metrics_port",
         int,
         "port of /healthz, /readyz, /metrics",
-        {"ingest", "process"},
+        {"ingest", "process", "run", "gateway"},
     ),
     "--log-format": ("log_format", str, "plain or json", set(_COMMANDS)),
 }

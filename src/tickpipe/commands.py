@@ -16,14 +16,18 @@ from tickpipe.adapters.store.errors import describe_url
 from tickpipe.config import Settings
 from tickpipe.core.scoring import Scorer
 from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdatePublisher
-from tickpipe.services.gateway.app import create_app
+from tickpipe.services.gateway.admission import parse_trusted_proxies
+from tickpipe.services.gateway.app import GatewayOptions, create_app
+from tickpipe.services.gateway.headers import SecurityHeaders
 from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
 from tickpipe.services.publishing import queued_publisher
 from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
-from tickpipe.telemetry.probes import Check, probe_routes
+from tickpipe.telemetry.probes import Check, DependencyFailing, probe_routes
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from tickpipe.ports import TradeRecording
     from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
@@ -31,6 +35,7 @@ log = logging.getLogger("tickpipe")
 
 DEFAULT_INGEST_METRICS_PORT = 9100
 DEFAULT_PROCESS_METRICS_PORT = 9101
+HTTP_CONNECTION_HEADROOM = 500  # connections beyond the WebSocket limit, for HTTP requests
 
 
 async def migrate(settings: Settings) -> None:
@@ -43,7 +48,7 @@ async def run(settings: Settings) -> None:
     """Ingestor + processor + gateway in one process; embedded back-ends where none is named."""
     await wiring.migrate_store(settings.database_url)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        store = await stack.enter_async_context(_open_store(settings))
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "run", embedded=True)
         )
@@ -71,12 +76,14 @@ async def run(settings: Settings) -> None:
             checks,
             window=settings.sma_window,
             client_queue_frames=settings.ws_client_queue,
+            options=gateway_options(settings),
         )
-        server = http_server(app, settings.http_host, settings.http_port)
+        server = _gateway_server(settings, app)
         await run_service(
             [
                 _ingest_worker(source, sink),
                 Worker("processor", lambda stop: processor.run(stop, drain=drain)),
+                *_metrics_workers(settings, checks),
             ],
             server,
             on_started=lambda: _announce(
@@ -110,7 +117,7 @@ async def process(settings: Settings) -> None:
     kafka = wiring.require_kafka(settings, "process")
     wiring.require_redis(settings, "process")
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        store = await stack.enter_async_context(_open_store(settings))
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "process", embedded=False)
         )
@@ -141,7 +148,7 @@ async def process(settings: Settings) -> None:
 async def gateway(settings: Settings) -> None:
     wiring.require_redis(settings, "gateway")
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+        store = await stack.enter_async_context(_open_store(settings))
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "gateway", embedded=False)
         )
@@ -152,10 +159,11 @@ async def gateway(settings: Settings) -> None:
             checks,
             window=settings.sma_window,
             client_queue_frames=settings.ws_client_queue,
+            options=gateway_options(settings),
         )
-        server = http_server(app, settings.http_host, settings.http_port)
+        server = _gateway_server(settings, app)
         await run_service(
-            [],
+            _metrics_workers(settings, checks),
             server,
             on_started=lambda: _announce(
                 server, f"gateway over {describe_url(settings.database_url)} and Redis"
@@ -192,7 +200,7 @@ async def replay(settings: Settings, options: ReplayOptions) -> None:
     else:
         await wiring.migrate_store(settings.database_url)
         async with contextlib.AsyncExitStack() as stack:
-            store = await stack.enter_async_context(wiring.open_store(settings.database_url))
+            store = await stack.enter_async_context(_open_store(settings))
             updates = await stack.enter_async_context(
                 wiring.open_updates(settings, "replay", embedded=True)
             )
@@ -257,19 +265,68 @@ def _store_checks(store: TradeStore) -> dict[str, Check]:
     return {"database": store.ping}
 
 
+def _open_store(settings: Settings) -> contextlib.AbstractAsyncContextManager[TradeStore]:
+    timeout_s = settings.query_timeout_ms / 1000
+    return wiring.open_store(settings.database_url, query_timeout_s=timeout_s)
+
+
 def _healthy(processor: Processor) -> Check:
+    """Names the processor's failing dependencies (database, kafka) for /readyz."""
+
     async def check() -> None:
         if processor.failing:
-            raise RuntimeError("; ".join(f"{d}: {why}" for d, why in processor.failing.items()))
+            raise DependencyFailing(processor.failing)
 
     return check
+
+
+def gateway_options(settings: Settings) -> GatewayOptions:
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    return GatewayOptions(
+        ws_max_clients=settings.ws_max_clients,
+        ws_max_clients_per_ip=settings.ws_max_clients_per_ip,
+        trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
+        cors_origins=["*"] if "*" in origins else origins,
+        public_url=settings.public_url,
+        serve_metrics=settings.metrics_port is None,
+        candles_max_scan_us=round(settings.candles_max_scan_days * 86_400_000_000),
+    )
+
+
+def _gateway_server(settings: Settings, app: ASGIApp) -> HttpServer:
+    """The public HTTP server; every WebSocket slot plus room for HTTP requests."""
+    max_connections = settings.http_max_connections or (
+        settings.ws_max_clients + HTTP_CONNECTION_HEADROOM
+    )
+    return http_server(app, settings.http_host, settings.http_port, max_connections=max_connections)
+
+
+def _metrics_workers(settings: Settings, checks: dict[str, Check]) -> list[Worker]:
+    """With TICKPIPE_METRICS_PORT set, the gateway's /metrics (with /healthz and /readyz) is
+    served there, not on the public port; unset, there is nothing more to serve."""
+    if settings.metrics_port is None:
+        return []
+    server = _probe_server(settings, checks, settings.metrics_port)
+
+    async def serve(stop: asyncio.Event) -> None:
+        serving = asyncio.create_task(server.serve(), name="metrics-http")
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        server.should_exit = True
+        await serving
+        if not stop.is_set():
+            raise RuntimeError(f"the metrics server on port {settings.metrics_port} stopped")
+
+    return [Worker("metrics", serve)]
 
 
 def _probe_server(settings: Settings, checks: dict[str, Check], default_port: int) -> HttpServer:
     from starlette.applications import Starlette
 
     port = default_port if settings.metrics_port is None else settings.metrics_port
-    return http_server(Starlette(routes=probe_routes(checks)), settings.http_host, port)
+    app = SecurityHeaders(Starlette(routes=probe_routes(checks)))
+    return http_server(app, settings.http_host, port)
 
 
 def _announce(server: HttpServer, what: str) -> None:

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "INFO"
 
+    # Exposing the gateway (README "Security"): limits, CORS, paging links, read timeouts.
+    ws_max_clients: int = Field(default=1000, ge=1)
+    ws_max_clients_per_ip: int = Field(default=50, ge=1)
+    trusted_proxies: str = ""  # IPs/CIDRs whose X-Forwarded-For is believed
+    cors_origins: str = ""  # comma-separated origins or "*"; empty: no CORS headers
+    public_url: str | None = None  # base of absolute paging links; unset: relative links
+    http_max_connections: int | None = Field(default=None, ge=1)  # unset: ws clients + 500
+    query_timeout_ms: int = Field(default=5_000, ge=1)
+    candles_max_scan_days: float = Field(default=7.0, gt=0)  # raw-trade span per request
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -102,6 +112,22 @@ class Settings(BaseSettings):
                 self.redis_url, self.redis_password, "TICKPIPE_REDIS_PASSWORD"
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the entry
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected http(s)://host[:port][/path], got {value!r}")
+        return value
 
     @field_validator("symbols")
     @classmethod

@@ -105,7 +105,22 @@ class HistoryPage:
     next_key: HistoryKey | None  # where the next (older) page starts; None when this is the last
 
 
+class QueryTimeout(Exception):
+    """A read took longer than the store's query timeout and was cancelled (the gateway: 503)."""
+
+
+class RangeTooWide(ValueError):
+    """A read would scan more raw rows than allowed: `max_span_us` of time at most."""
+
+    def __init__(self, max_span_us: int) -> None:
+        hours = max_span_us / 3_600_000_000
+        super().__init__(f"candles from raw trades span at most {hours:g} hours per request")
+        self.max_span_us = max_span_us
+
+
 class TradeReader(Protocol):
+    """Reads never hold up writes; a read that runs too long raises QueryTimeout."""
+
     async def history(
         self, symbol: str, *, limit: int, exchange: str | None = None
     ) -> list[ScoredTrade]:
@@ -131,9 +146,11 @@ class TradeReader(Protocol):
         from_us: int,
         to_us: int,
         exchange: str | None = None,
+        max_scan_span_us: int | None = None,
     ) -> list[Candle]:
         """The candles of the bucket-aligned range [from_us, to_us), oldest first; buckets
-        without trades are left out (see core/candles.py for the rules)."""
+        without trades are left out (see core/candles.py for the rules). RangeTooWide when the
+        candles would come from raw trades over more than `max_scan_span_us`."""
 
     async def signal_changes(
         self,
@@ -173,8 +190,13 @@ class InvalidLine:
         return f"{self.path}:{self.line_number}: {self.reason}"
 
 
+class UnreadableRecording(Exception):
+    """A recording that cannot be read on (corrupt archive, a zip bomb); one line naming it."""
+
+
 class TradeRecording(Protocol):
-    """A file of recorded trades (`tickpipe replay`), read once, in file order."""
+    """A file of recorded trades (`tickpipe replay`), read once, in file order. Iterating may
+    raise UnreadableRecording."""
 
     size_bytes: int
     bytes_read: int  # so far: for a progress bar

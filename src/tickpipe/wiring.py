@@ -50,18 +50,21 @@ async def migrate_store(database_url: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(database_url: str) -> AsyncIterator[TradeStore]:
+async def open_store(
+    database_url: str, *, query_timeout_s: float = 5.0
+) -> AsyncIterator[TradeStore]:
+    """The store; its reads (the gateway's) are cancelled after `query_timeout_s`."""
     store: TradeStore
     if database_url.startswith("sqlite:"):
         from tickpipe.adapters.store.sqlite import open_sqlite_store
 
-        store = await open_sqlite_store(database_url)
+        store = await open_sqlite_store(database_url, query_timeout_s=query_timeout_s)
     elif database_url.startswith(("postgresql:", "postgres:")):
         from tickpipe.adapters.store.errors import StoreUnavailable
         from tickpipe.adapters.store.postgres import open_postgres_store
 
         try:
-            store = await open_postgres_store(database_url)
+            store = await open_postgres_store(database_url, query_timeout_s=query_timeout_s)
         except StoreUnavailable as exc:
             raise MissingDependency(str(exc)) from None
     else:

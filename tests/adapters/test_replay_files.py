@@ -195,3 +195,136 @@ def test_files_that_cannot_be_replayed_say_why(tmp_path: Path) -> None:
         open_recording(anonymous, None, symbol=None, now_us=lambda: NOW_US)
     with pytest.raises(OSError, match=r"missing\.csv"):
         open_recording(tmp_path / "missing.csv", None, symbol="BTCUSDT", now_us=lambda: NOW_US)
+
+
+# --- input bounds: long lines, zip bombs, corrupt archives ----------------------------------
+
+MIB = 1024 * 1024
+
+
+def zip_with_long_line(path: Path, line_mib: int) -> None:
+    """A zip whose CSV holds one `line_mib` MiB line, then a valid trade; written in chunks."""
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("BTCUSDT-trades-2024-01.csv", "w") as member,
+    ):
+        chunk = b"9" * MIB
+        for _ in range(line_mib):
+            member.write(chunk)
+        member.write(b"\n" + CSV_MS.encode())
+
+
+def test_zip_bomb_is_refused_up_front_naming_the_file(tmp_path: Path) -> None:
+    """A 128 MiB line compresses ~1000x: refused before reading, one line naming the file."""
+    path = tmp_path / "BTCUSDT-trades-2024-01.zip"
+    zip_with_long_line(path, 128)
+    assert path.stat().st_size < MIB
+    with pytest.raises(ValueError, match="refused") as refused:
+        open_recording(path, None, symbol=None, now_us=lambda: NOW_US)
+    assert str(path) in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_128_mib_line_is_skipped_with_bounded_memory(tmp_path: Path) -> None:
+    """With the expansion limit lifted, the 128 MiB line is an invalid line, the next line is
+    still read, and the peak of Python allocations stays a few MiB, never the line."""
+    import tracemalloc
+
+    path = tmp_path / "BTCUSDT-trades-2024-01.zip"
+    zip_with_long_line(path, 128)
+    recording = TradeFile(path, now_us=lambda: NOW_US, max_expansion_ratio=1e6)
+    tracemalloc.start()
+    try:
+        items = list(recording)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    invalid, trade = items
+    assert isinstance(invalid, InvalidLine)
+    assert invalid.line_number == 1
+    assert "134,217,728 bytes is longer than the limit" in invalid.reason  # 128 MiB
+    assert isinstance(trade, Trade)
+    assert trade.trade_id == "4172862847"
+    assert peak_bytes < 8 * MIB, peak_bytes
+
+
+def test_long_line_in_a_plain_file_is_an_invalid_line(tmp_path: Path) -> None:
+    """Plain JSON lines: a line over the limit is reported with its number, the rest read."""
+    path = tmp_path / "trades.jsonl"
+    good = orjson.dumps(
+        {
+            "exchange": "binance",
+            "symbol": "BTCUSDT",
+            "trade_id": "1",
+            "price": "1.5",
+            "quantity": "2",
+            "exchange_time_us": 1_704_067_200_000_000,
+        }
+    ).decode()
+    path.write_text(good + "\n" + "x" * 5_000 + "\n" + good.replace('"1"', '"2"') + "\n")
+    items = read(path, max_line_bytes=1_000)
+    assert [type(item).__name__ for item in items] == ["Trade", "InvalidLine", "Trade"]
+    assert isinstance(items[1], InvalidLine)
+    assert items[1].line_number == 2
+    assert "5,000 bytes" in items[1].reason
+
+
+def test_gzip_bomb_stops_at_the_expansion_limit(tmp_path: Path) -> None:
+    """A gzip has no trustworthy size header: reading stops once past the expansion bound."""
+    import gzip
+
+    from tickpipe.adapters.replay_files import EXPANSION_FREE_BYTES
+    from tickpipe.ports import UnreadableRecording
+
+    path = tmp_path / "trades.jsonl.gz"
+    with gzip.open(path, "wb") as handle:
+        for _ in range(EXPANSION_FREE_BYTES // MIB + 8):
+            handle.write(b"7" * MIB)
+    with pytest.raises(UnreadableRecording, match="refused: expands past") as refused:
+        read(path)
+    assert str(refused.value).startswith(str(path))
+
+
+def test_gzipped_json_lines_are_read(tmp_path: Path) -> None:
+    """`.jsonl.gz` is JSON lines, decompressed on the fly."""
+    import gzip
+
+    path = tmp_path / "BTCUSDT-trades-2024-01-01.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(CSV_MS + CSV_US)
+    assert [t.trade_id for t in read(path) if isinstance(t, Trade)] == [
+        "4172862847",
+        "4172862848",
+    ]
+
+
+def test_corrupt_archives_give_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Not a zip: ValueError at open. Damaged deflate data or a truncated gzip: one-line
+    UnreadableRecording naming the file, no traceback of zipfile/zlib internals."""
+    from tickpipe.ports import UnreadableRecording
+
+    fake = tmp_path / "BTCUSDT-trades-2024-01.zip"
+    fake.write_bytes(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(ValueError, match="not a readable zip archive"):
+        open_recording(fake, None, symbol=None, now_us=lambda: NOW_US)
+
+    damaged = tmp_path / "ETHUSDT-trades-2024-01.zip"
+    with zipfile.ZipFile(damaged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        rows = (f"{n},{n % 997}.5,0.{n},1.0,{1704067200018 + n},true,true\n" for n in range(9_999))
+        archive.writestr("ETHUSDT-trades-2024-01.csv", "".join(rows))
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(UnreadableRecording) as unreadable:
+        read(damaged)
+    assert str(unreadable.value).startswith(f"{damaged}: corrupt or truncated archive")
+    assert "\n" not in str(unreadable.value)
+
+    import gzip
+
+    truncated = tmp_path / "trades.jsonl.gz"
+    whole = gzip.compress(b"\n".join(b'{"n": %d}' % n for n in range(10_000)))
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UnreadableRecording, match="corrupt or truncated"):
+        read(truncated)

@@ -137,7 +137,8 @@ def test_postgres_outage_is_waited_out_with_bounded_memory_and_nothing_lost(
     )
     assert status == 503
     assert "database" in body["failing"], body
-    assert "PostgreSQL" in body["failing"]["database"], body
+    assert body["failing"]["database"] == "unavailable", body  # no host, port or exception
+    assert "not ready: database: " in processor.log()  # the detail goes to the log
     assert 5 <= len(delays_s) <= 40, "retried, neither once nor in a hot loop"
     assert retries >= len(delays_s), "every retry is counted"
     assert outages == 1

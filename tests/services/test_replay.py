@@ -221,3 +221,34 @@ def test_cli_replays_and_fails_in_one_line(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "tickpipe: error: cannot replay nowhere.csv:" in missing.stderr
     assert run_cli(str(archive), "--speed", "0", cwd=tmp_path).returncode == 2
+
+
+def test_cli_refuses_bombs_and_corrupt_archives_in_one_line(tmp_path: Path) -> None:
+    """A zip bomb and a zip whose data is damaged each end the command with status 1 and one
+    line naming the file, never a traceback."""
+    import zipfile
+
+    bomb = tmp_path / "BTCUSDT-trades-2024-02.zip"
+    with (
+        zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("BTCUSDT-trades-2024-02.csv", "w") as member,
+    ):
+        for _ in range(128):
+            member.write(b"1" * 1024 * 1024)
+    damaged = tmp_path / "BTCUSDT-trades-2024-03.zip"
+    with zipfile.ZipFile(damaged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        rows = (archive_line(n, FIRST_MS + n) for n in range(1, 10_000))
+        archive.writestr("BTCUSDT-trades-2024-03.csv", "".join(rows))
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    damaged.write_bytes(bytes(data))
+    db = f"sqlite:///{tmp_path}/cli.db"
+    for path, reason in [(bomb, "refused"), (damaged, "corrupt or truncated archive")]:
+        done = run_cli(str(path), "--speed", "max", "--database-url", db, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1, done.stderr
+        assert errors[0].startswith(f"tickpipe: error: cannot replay {path}")
+        assert reason in errors[0]
+        assert "Traceback" not in done.stderr

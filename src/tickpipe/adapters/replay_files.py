@@ -1,26 +1,32 @@
 """Recorded trades from files, for `tickpipe replay`: JSON lines of `tickpipe.v1.Trade` fields,
-and the CSV of Binance's public trade archives (plain, or the `.zip` they are published as).
+and the CSV of Binance's public trade archives (plain, or the `.zip` they are published as);
+either may also be gzipped (`.jsonl.gz`, `.csv.gz`).
 
-Each line becomes a validated Trade or an InvalidLine naming the file, the line and why.
+Each line becomes a validated Trade or an InvalidLine naming the file, the line and why. Input is
+bounded: a line longer than `max_line_bytes` is an InvalidLine, skipped without ever being held
+whole; a compressed file may expand at most MAX_EXPANSION_RATIO times (a zip bomb is refused);
+a corrupt archive raises UnreadableRecording with one line naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 import orjson
 
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
 from tickpipe.core.trade import InvalidTrade, Side, Trade, new_trade
-from tickpipe.ports import InvalidLine
+from tickpipe.ports import InvalidLine, UnreadableRecording
 
 
 class ReplayFormat(StrEnum):
@@ -42,10 +48,24 @@ MICROSECOND_TIMES_FROM = 10**14
 _TAKER_SIDE_BY_BUYER_IS_MAKER = {"true": Side.SELL, "false": Side.BUY}
 _CSV_FIELDS = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match"
 _MAX_REASON_CHARS = 200
+MAX_LINE_BYTES = 1024 * 1024  # far above any trade line; longer lines are skipped as invalid
+# A compressed file may expand this many times, or up to EXPANSION_FREE_BYTES whatever the
+# ratio. Trade CSV and JSON lines compress 5-10x; a zip bomb, 1000x.
+MAX_EXPANSION_RATIO = 100
+EXPANSION_FREE_BYTES = 64 * 1024 * 1024
+_SKIP_CHUNK_BYTES = 64 * 1024
+# What a damaged archive raises while it is read (bad CRC, truncated or garbled stream).
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile)
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
 
 
 def detect_format(path: Path) -> ReplayFormat:
-    found = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    found = _FORMAT_BY_SUFFIX.get(
+        Path(path.stem).suffix.lower() if _is_gzip(path) else path.suffix.lower()
+    )
     if found is None:
         raise ValueError(
             f"cannot tell the format of {path} from its name: pass --format jsonl|binance-csv"
@@ -68,10 +88,14 @@ class TradeFile:
         *,
         symbol: str | None = None,
         now_us: Callable[[], int],
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_expansion_ratio: float = MAX_EXPANSION_RATIO,
     ) -> None:
         self.path = path
         self.format = replay_format or detect_format(path)
         self._now_us = now_us
+        self._max_line_bytes = max_line_bytes
+        self._max_expansion_ratio = max_expansion_ratio
         self._symbol: str | None = None
         if self.format is ReplayFormat.BINANCE_CSV:
             try:
@@ -83,21 +107,36 @@ class TradeFile:
                     f"cannot tell the symbol of {path}: pass --symbol, or keep Binance's file"
                     " name (BTCUSDT-trades-2024-01-01.csv)"
                 )
-        self.size_bytes = _size_bytes(path)  # raises OSError for a missing or unreadable file
+        # OSError for a missing or unreadable file, ValueError for a bad or oversized archive
+        self.size_bytes = _size_bytes(path, max_expansion_ratio)
         self.bytes_read = 0
 
     def __iter__(self) -> Iterator[Trade | InvalidLine]:
         name = str(self.path)
-        with _open_lines(self.path) as lines:
-            for line_number, raw in enumerate(lines, start=1):
-                self.bytes_read += len(raw)
-                try:
-                    text = raw.decode("utf-8").strip()
-                    if not text or (line_number == 1 and text.startswith("id,")):
-                        continue  # blank, or the header some archives carry
-                    yield self._parse(text)
-                except (InvalidTrade, UnicodeDecodeError) as exc:
-                    yield InvalidLine(name, line_number, str(exc)[:_MAX_REASON_CHARS])
+        line_number = 0
+        try:
+            with _open_stream(self.path, self._max_expansion_ratio) as stream:
+                for raw, skipped_bytes in _bounded_lines(stream.handle, self._max_line_bytes):
+                    line_number += 1
+                    self.bytes_read = stream.position()
+                    if skipped_bytes:
+                        reason = (
+                            f"line of {skipped_bytes:,} bytes is longer than the limit of"
+                            f" {self._max_line_bytes:,}: skipped"
+                        )
+                        yield InvalidLine(name, line_number, reason)
+                        continue
+                    try:
+                        text = raw.decode("utf-8").strip()
+                        if not text or (line_number == 1 and text.startswith("id,")):
+                            continue  # blank, or the header some archives carry
+                        yield self._parse(text)
+                    except (InvalidTrade, UnicodeDecodeError) as exc:
+                        yield InvalidLine(name, line_number, str(exc)[:_MAX_REASON_CHARS])
+        except _CORRUPT as exc:
+            raise UnreadableRecording(
+                f"{name}: corrupt or truncated archive after line {line_number}: {exc}"
+            ) from None
 
     def _parse(self, text: str) -> Trade:
         if self._symbol is not None:
@@ -178,11 +217,27 @@ def _amount(record: dict[str, Any], name: str) -> Decimal | str:
     return value if isinstance(value, str) else Decimal(value)
 
 
-def _size_bytes(path: Path) -> int:
+def _size_bytes(path: Path, max_expansion_ratio: float) -> int:
+    """The bytes to read (for progress): the CSV inside a zip, whose declared size must be
+    within the expansion limit; the file's own size otherwise."""
     if path.suffix.lower() != ".zip":
         return path.stat().st_size
-    with zipfile.ZipFile(path) as archive:
-        return _csv_member(archive, path).file_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = _csv_member(archive, path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not a readable zip archive ({exc})") from None
+    limit = expansion_limit(member.compress_size, max_expansion_ratio)
+    if member.file_size > limit:
+        raise ValueError(
+            f"{path}: refused: {member.filename} would expand from {member.compress_size:,}"
+            f" to {member.file_size:,} bytes (limit {limit:,}): not a trade archive"
+        )
+    return member.file_size
+
+
+def expansion_limit(compressed_bytes: int, max_expansion_ratio: float) -> int:
+    return max(EXPANSION_FREE_BYTES, int(compressed_bytes * max_expansion_ratio))
 
 
 def _csv_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
@@ -192,15 +247,78 @@ def _csv_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
     return members[0]
 
 
+class _LineReader(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class _Stream:
+    """A binary stream to read lines from, and how far into the input it is (progress)."""
+
+    def __init__(self, handle: _LineReader, position: Callable[[], int]) -> None:
+        self.handle = handle
+        self.position = position
+
+
+class _ExpansionBound:
+    """Reads from a decompressing stream; UnreadableRecording once past `limit_bytes`."""
+
+    def __init__(self, handle: _LineReader, limit_bytes: int, name: str, ratio: float) -> None:
+        self._handle = handle
+        self._limit_bytes = limit_bytes
+        self._name = name
+        self._ratio = ratio
+        self.bytes_read = 0
+
+    def readline(self, size: int = -1, /) -> bytes:
+        line = self._handle.readline(size)
+        self.bytes_read += len(line)
+        if self.bytes_read > self._limit_bytes:
+            raise UnreadableRecording(
+                f"{self._name}: refused: expands past {self._limit_bytes:,} bytes"
+                f" (more than {self._ratio:g}x its compressed size): not a trade file"
+            )
+        return line
+
+
 @contextlib.contextmanager
-def _open_lines(path: Path) -> Iterator[IO[bytes]]:
-    """Binary lines of a file, or of the one CSV inside a zip archive."""
-    if path.suffix.lower() != ".zip":
+def _open_stream(path: Path, max_expansion_ratio: float) -> Iterator[_Stream]:
+    """A plain file; the one CSV inside a zip; or a gzipped file: decompressed lazily, with
+    the expansion bounded."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            member = _csv_member(archive, path)
+            limit = expansion_limit(member.compress_size, max_expansion_ratio)
+            with archive.open(member) as handle:
+                bounded = _ExpansionBound(handle, limit, str(path), max_expansion_ratio)
+                yield _Stream(bounded, lambda: bounded.bytes_read)
+    elif suffix == ".gz":
+        limit = expansion_limit(path.stat().st_size, max_expansion_ratio)
+        with path.open("rb") as raw, gzip.GzipFile(fileobj=raw) as handle:
+            bounded = _ExpansionBound(handle, limit, str(path), max_expansion_ratio)
+            yield _Stream(bounded, raw.tell)
+    else:
         with path.open("rb") as handle:
-            yield handle
-        return
-    with zipfile.ZipFile(path) as archive, archive.open(_csv_member(archive, path)) as handle:
-        yield handle
+            yield _Stream(handle, handle.tell)
+
+
+def _bounded_lines(handle: _LineReader, max_line_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """(line, 0) for each line of at most `max_line_bytes` (newline not counted); (b"", its
+    length) for a longer one, read past in chunks and never held whole."""
+    while True:
+        line = handle.readline(max_line_bytes + 1)
+        if not line:
+            return
+        if len(line) <= max_line_bytes or line.endswith(b"\n"):
+            yield line, 0
+            continue
+        skipped = len(line)
+        while not line.endswith(b"\n"):
+            line = handle.readline(_SKIP_CHUNK_BYTES)
+            if not line:
+                break
+            skipped += len(line)
+        yield b"", skipped - line.endswith(b"\n")  # the newline is not part of the line
 
 
 def open_recording(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from tickpipe.core.trade import Trade
-from tickpipe.ports import InvalidLine, TradeRecording, TradeSink
+from tickpipe.ports import InvalidLine, TradeRecording, TradeSink, UnreadableRecording
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,15 @@ class ReplaySummary:
 
 
 class ReplayFailed(RuntimeError):
-    """A replay that cannot go on (unreadable file, invalid line under --strict); one line."""
+    """A replay that cannot go on (unreadable or corrupt file, invalid line under --strict);
+    one line. What was sent before stays sent: a replay repeated stores nothing twice."""
+
+
+def _readable(items: Iterator[Trade | InvalidLine]) -> Iterator[Trade | InvalidLine]:
+    try:
+        yield from items
+    except UnreadableRecording as exc:
+        raise ReplayFailed(f"cannot replay {exc}") from None
 
 
 def merged(files: Sequence[TradeRecording]) -> Iterator[Trade | InvalidLine]:
@@ -128,7 +136,7 @@ async def replay_recordings(
         dynamic_ncols=True,
     ) as bar:
         shown_bytes = 0
-        for item in merged(files):
+        for item in _readable(merged(files)):
             if isinstance(item, InvalidLine):
                 if strict:
                     raise ReplayFailed(f"{item} (--strict: stopped here)")

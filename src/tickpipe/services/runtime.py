@@ -16,6 +16,12 @@ from starlette.types import ASGIApp
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 8.0  # the contract's SIGTERM budget is 10 s
+# Limits of every HTTP server (README "Security"); uvicorn answers 503 past max_connections.
+DEFAULT_MAX_CONNECTIONS = 1_500  # open connections (WebSockets included) and requests at once
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11); larger: 400 / connection closed
+WS_MAX_MESSAGE_BYTES = 16 * 1024  # clients only subscribe: nothing they send needs more
+WS_MAX_QUEUE = 4  # incoming WebSocket messages buffered per connection
 
 
 class HttpServer(uvicorn.Server):
@@ -26,7 +32,9 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def http_server(app: ASGIApp, host: str, port: int) -> HttpServer:
+def http_server(
+    app: ASGIApp, host: str, port: int, *, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> HttpServer:
     config = uvicorn.Config(
         app,
         host=host,
@@ -34,7 +42,17 @@ def http_server(app: ASGIApp, host: str, port: int) -> HttpServer:
         log_config=None,
         access_log=False,
         lifespan="on",
-        ws_max_size=64 * 1024,
+        http="h11",  # h11 enforces MAX_HEADER_BYTES (httptools, if installed, would not)
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the gateway reads
+        # it itself, only from TICKPIPE_TRUSTED_PROXIES (services/gateway/admission.py).
+        proxy_headers=False,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        limit_concurrency=max_connections,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_max_queue=WS_MAX_QUEUE,
+        ws_ping_interval=20.0,  # a vanished client is noticed (and its slot freed) in <= 40 s
+        ws_ping_timeout=20.0,
         timeout_graceful_shutdown=2,
     )
     return HttpServer(config)

@@ -90,6 +90,14 @@ websocket_clients = Gauge("tickpipe_websocket_clients", "Connected WebSocket cli
 websocket_dropped = Counter(
     "tickpipe_websocket_dropped_total", "WebSocket clients disconnected", ["reason"]
 )
+websocket_refused = Counter(
+    "tickpipe_websocket_refused_total",
+    "WebSocket connections refused at a limit (server_full, address_full)",
+    ["reason"],
+)
+queries_timed_out = Counter(
+    "tickpipe_queries_timed_out_total", "Reads cancelled at the query timeout (answered 503)"
+)
 websocket_frames_sent = Counter("tickpipe_websocket_frames_total", "Frames sent to clients")
 feed_resubscribes = Counter(
     "tickpipe_feed_resubscribes_total", "Gateway re-subscriptions to the update feed"

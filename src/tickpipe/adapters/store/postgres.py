@@ -1,4 +1,6 @@
-"""PostgreSQL (or TimescaleDB) store on a small asyncpg pool.
+"""PostgreSQL (or TimescaleDB) store on two small asyncpg pools: one for writes (the processor)
+and one for reads (the gateway) whose statements time out after the query timeout, so expensive
+reads can neither take the writer's connections nor run for long.
 
 A batch goes by binary COPY straight into `trades`. If that hits the unique key (a replay after a
 crash), the batch is copied into a temporary staging table instead and inserted from there with
@@ -8,7 +10,8 @@ crash), the batch is copied into a temporary staging table instead and inserted 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,7 +30,7 @@ from tickpipe.core.trade import (
     datetime_to_time_us,
     time_us_to_datetime,
 )
-from tickpipe.ports import HistoryKey, HistoryPage
+from tickpipe.ports import HistoryKey, HistoryPage, QueryTimeout
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 10.0
@@ -36,7 +39,11 @@ STATEMENT_TIMEOUT_MS = 60_000
 PING_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
 POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 4  # one writer (the processor) plus a few gateway reads
+POOL_MAX_SIZE = 4  # the processor's writes and window look-ups, and pings
+READ_POOL_MAX_SIZE = 4  # gateway reads at once; more wait (within the query timeout)
+DEFAULT_QUERY_TIMEOUT_S = 5.0
+# How long past the server's statement timeout the client waits (a server that hangs).
+CLIENT_TIMEOUT_MARGIN_S = 1.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # What asyncpg raises when the server is down, refuses us, or the database does not exist.
@@ -225,13 +232,54 @@ def _scored(row: Any) -> ScoredTrade:
     return ScoredTrade(trade, sma, Signal(row["signal"]))
 
 
-class PostgresStore:
-    """TradeStore on an asyncpg pool; each write is one transaction."""
+class ReadPool:
+    """The read pool seen as `fetch`/`fetchval`/`acquire`: a whole read, waiting for a
+    connection included, ends within the query timeout (plus a margin), else QueryTimeout."""
 
-    def __init__(self, pool: Any, location: str) -> None:
+    def __init__(self, pool: Any, query_timeout_s: float) -> None:
+        self.pool = pool
+        self._timeout_s = query_timeout_s
+        self._deadline_s = query_timeout_s + CLIENT_TIMEOUT_MARGIN_S
+
+    def timed_out(self) -> QueryTimeout:
+        return QueryTimeout(f"the query took longer than {self._timeout_s:g} s")
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return list(await self.pool.fetch(query, *args))
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            raise self.timed_out() from None
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return await self.pool.fetchval(query, *args)
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            raise self.timed_out() from None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection in a transaction, for several statements within one deadline."""
+        try:
+            async with (
+                asyncio.timeout(self._deadline_s),
+                self.pool.acquire() as connection,
+                connection.transaction(),
+            ):
+                yield connection
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            raise self.timed_out() from None
+
+
+class PostgresStore:
+    """TradeStore on two asyncpg pools (writes, reads); each write is one transaction."""
+
+    def __init__(self, pool: Any, location: str, read_pool: ReadPool | None = None) -> None:
         self._pool = pool
         self._location = location
-        self._candles = PostgresCandles(pool)
+        self._reads = read_pool or ReadPool(pool, STATEMENT_TIMEOUT_MS / 1000)
+        self._candles = PostgresCandles(self._reads)
 
     async def write(self, batch: Sequence[ScoredTrade]) -> int:
         if not batch:
@@ -261,9 +309,9 @@ class PostgresStore:
         if limit <= 0:
             return []
         if exchange is None:
-            rows = await self._pool.fetch(_HISTORY, symbol, limit)
+            rows = await self._reads.fetch(_HISTORY, symbol, limit)
         else:
-            rows = await self._pool.fetch(_STREAM_HISTORY, symbol, exchange, limit)
+            rows = await self._reads.fetch(_STREAM_HISTORY, symbol, exchange, limit)
         return [_scored(row) for row in rows]
 
     async def history_page(
@@ -283,9 +331,9 @@ class PostgresStore:
             limit + 1,  # one more tells whether there is a next page
         )
         if exchange is None:
-            rows = await self._pool.fetch(_HISTORY_PAGE, *bounds)
+            rows = await self._reads.fetch(_HISTORY_PAGE, *bounds)
         else:
-            rows = await self._pool.fetch(_STREAM_HISTORY_PAGE, *bounds, exchange)
+            rows = await self._reads.fetch(_STREAM_HISTORY_PAGE, *bounds, exchange)
         if len(rows) <= limit:
             return HistoryPage([_scored(row) for row in rows], None)
         last = rows[limit - 1]
@@ -300,9 +348,15 @@ class PostgresStore:
         from_us: int,
         to_us: int,
         exchange: str | None = None,
+        max_scan_span_us: int | None = None,
     ) -> list[Candle]:
         return await self._candles.candles(
-            symbol, interval_us=interval_us, from_us=from_us, to_us=to_us, exchange=exchange
+            symbol,
+            interval_us=interval_us,
+            from_us=from_us,
+            to_us=to_us,
+            exchange=exchange,
+            max_scan_span_us=max_scan_span_us,
         )
 
     async def signal_changes(
@@ -323,7 +377,7 @@ class PostgresStore:
         # Stream by stream (each query stops early), then the newest `limit` of them all.
         rows = []
         for name in [exchange] if exchange is not None else sorted(EXCHANGES):
-            rows += await self._pool.fetch(_SIGNAL_CHANGES, *bounds, name)
+            rows += await self._reads.fetch(_SIGNAL_CHANGES, *bounds, name)
         rows.sort(key=lambda row: (row["time"], row["id"]), reverse=True)
         return [SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows[:limit]]
 
@@ -333,7 +387,7 @@ class PostgresStore:
 
     async def symbols(self) -> list[ScoredTrade]:
         """The latest trade (by time, then id, as in `latest`) of every (exchange, symbol)."""
-        return [_scored(row) for row in await self._pool.fetch(_SYMBOLS)]
+        return [_scored(row) for row in await self._reads.fetch(_SYMBOLS)]
 
     async def ping(self) -> None:
         try:
@@ -343,11 +397,12 @@ class PostgresStore:
             raise unavailable(self._location, exc) from exc
 
     async def close(self) -> None:
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self._pool.close()
-        except TimeoutError:
-            self._pool.terminate()
+        for pool in {self._reads.pool, self._pool}:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
 
 async def _copy_unless_conflict(connection: Any, records: list[tuple[Any, ...]]) -> bool:
@@ -372,8 +427,11 @@ async def _insert_new(connection: Any, records: list[tuple[Any, ...]]) -> int:
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
 
-async def open_postgres_store(database_url: str) -> PostgresStore:
-    """Opens a pool on a migrated database; StoreUnavailable if unreachable or not migrated."""
+async def open_postgres_store(
+    database_url: str, *, query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S
+) -> PostgresStore:
+    """Opens the pools on a migrated database; StoreUnavailable if unreachable or not
+    migrated. Reads are cancelled by the server after `query_timeout_s`."""
     check_postgres_url(database_url)
     location = describe_url(database_url)
     try:
@@ -390,7 +448,21 @@ async def open_postgres_store(database_url: str) -> PostgresStore:
         )
     except UNREACHABLE_ERRORS as exc:
         raise unavailable(location, exc) from exc
-    store = PostgresStore(pool, location)
+    try:
+        read_pool = await asyncpg.create_pool(
+            database_url,
+            min_size=POOL_MIN_SIZE,
+            max_size=READ_POOL_MAX_SIZE,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={
+                "statement_timeout": str(max(1, round(query_timeout_s * 1000))),
+                "application_name": "tickpipe-reads",
+            },
+        )
+    except UNREACHABLE_ERRORS as exc:
+        await pool.close()
+        raise unavailable(location, exc) from exc
+    store = PostgresStore(pool, location, ReadPool(read_pool, query_timeout_s))
     if not await pool.fetchval("SELECT to_regclass('trades') IS NOT NULL"):
         await store.close()
         raise StoreUnavailable(

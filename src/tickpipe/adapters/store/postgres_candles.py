@@ -16,6 +16,7 @@ from typing import Any
 
 from tickpipe.core.candles import Candle, CandleInterval
 from tickpipe.core.trade import datetime_to_time_us
+from tickpipe.ports import RangeTooWide
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -87,7 +88,8 @@ _FROM_AGGREGATE = {
 
 
 class PostgresCandles:
-    """Reads candles through a pool; remembers which continuous aggregates exist."""
+    """Reads candles through the store's read pool; remembers which continuous aggregates
+    exist."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -103,6 +105,7 @@ class PostgresCandles:
         from_us: int,
         to_us: int,
         exchange: str | None = None,
+        max_scan_span_us: int | None = None,
     ) -> list[Candle]:
         start = _EPOCH + timedelta(microseconds=from_us)
         end = _EPOCH + timedelta(microseconds=to_us)
@@ -110,8 +113,10 @@ class PostgresCandles:
             query = _FROM_AGGREGATE[interval_us]
             rows = await self._pool.fetch(query, symbol, start, end, exchange)
             return [_candle(row) for row in rows]
+        if max_scan_span_us is not None and to_us - from_us > max_scan_span_us:
+            raise RangeTooWide(max_scan_span_us)
         interval = timedelta(microseconds=interval_us)
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._pool.transaction() as connection:
             await connection.execute(_NO_JIT)
             rows = await connection.fetch(_FROM_TRADES, interval, symbol, start, end, exchange)
         return [_candle(row) for row in rows]

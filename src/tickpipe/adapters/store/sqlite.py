@@ -1,4 +1,7 @@
-"""SQLite store for the embedded default: stdlib sqlite3 on one worker thread, WAL mode.
+"""SQLite store for the embedded default: stdlib sqlite3, WAL mode. Writes go through one
+connection on one worker thread; reads through a second connection on a thread of their own, so
+an expensive read never holds the writer (WAL lets a reader and the writer run side by side). A
+read that runs past the query timeout is interrupted (QueryTimeout).
 
 Prices and quantities are kept as their exact decimal text; `time` is fixed-width ISO-8601 UTC
 text, so text order is time order.
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,9 +23,12 @@ from tickpipe.core.candles import Candle, aggregate_candles
 from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
 from tickpipe.core.trade import EXCHANGES, Side, Trade, datetime_to_time_us, format_time_us
-from tickpipe.ports import HistoryKey, HistoryPage
+from tickpipe.ports import HistoryKey, HistoryPage, QueryTimeout, RangeTooWide
 
 T = TypeVar("T")
+
+DEFAULT_QUERY_TIMEOUT_S = 5.0
+_PROGRESS_EVERY_STEPS = 10_000  # SQLite VM steps between deadline checks (~1 ms of work)
 
 _COLUMNS = "time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time"
 _INSERT = f"INSERT OR IGNORE INTO trades ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
@@ -112,12 +119,21 @@ def _scored(row: sqlite3.Row) -> ScoredTrade:
 
 
 class SqliteStore:
-    """TradeStore on one SQLite file. Every call runs on the same worker thread."""
+    """TradeStore on one SQLite file: a writer thread and connection, a reader thread and
+    connection (one and the same for `:memory:`, which a second connection would not see)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._separate_reads = path != ":memory:"
+        self._read_executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
+            if self._separate_reads
+            else self._executor
+        )
         self._path = path
+        self._query_timeout_s = query_timeout_s
         self._db: sqlite3.Connection | None = None
+        self._read_db: sqlite3.Connection | None = None
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -126,6 +142,29 @@ class SqliteStore:
             return work(self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` on the read connection, interrupted once past the query timeout."""
+
+        def call() -> T:
+            if not self._separate_reads:
+                db = self._db = self._db or _connect(self._path)
+            else:
+                db = self._read_db = self._read_db or _connect(self._path, read_only=True)
+            deadline_s = time.monotonic() + self._query_timeout_s
+            db.set_progress_handler(lambda: time.monotonic() > deadline_s, _PROGRESS_EVERY_STEPS)
+            try:
+                return work(db)
+            except sqlite3.OperationalError as exc:
+                if str(exc) == "interrupted":
+                    raise QueryTimeout(
+                        f"the query took longer than {self._query_timeout_s:g} s"
+                    ) from None
+                raise
+            finally:
+                db.set_progress_handler(None, 0)
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, call)
 
     async def write(self, batch: Sequence[ScoredTrade]) -> int:
         rows = [_row(scored) for scored in batch]
@@ -169,7 +208,7 @@ class SqliteStore:
             ).fetchall()
             return [_scored(row) for row in rows]
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def history_page(
         self,
@@ -200,7 +239,7 @@ class SqliteStore:
             next_key = HistoryKey(_time_us(last["time"]), last["id"])
             return HistoryPage([_scored(row) for row in rows[:limit]], next_key)
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def candles(
         self,
@@ -210,7 +249,10 @@ class SqliteStore:
         from_us: int,
         to_us: int,
         exchange: str | None = None,
+        max_scan_span_us: int | None = None,
     ) -> list[Candle]:
+        if max_scan_span_us is not None and to_us - from_us > max_scan_span_us:
+            raise RangeTooWide(max_scan_span_us)  # SQLite always scans the raw trades
         parameters = (symbol, exchange, exchange, format_time_us(from_us), format_time_us(to_us))
 
         def query(db: sqlite3.Connection) -> list[Candle]:
@@ -220,7 +262,7 @@ class SqliteStore:
             trades = ((time_us, Decimal(price), Decimal(qty)) for time_us, price, qty in rows)
             return list(aggregate_candles(trades, interval_us))
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def signal_changes(
         self,
@@ -244,7 +286,7 @@ class SqliteStore:
                 SignalChange(_scored(row), Signal(row["previous_signal"])) for row in rows[:limit]
             ]
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def latest(self, symbol: str, exchange: str | None = None) -> ScoredTrade | None:
         rows = await self.history(symbol, limit=1, exchange=exchange)
@@ -263,33 +305,47 @@ class SqliteStore:
             ]
             return [_scored(row) for row in rows if row is not None]
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        def close_db() -> None:
+        loop = asyncio.get_running_loop()
+
+        def close_reader() -> None:
+            if self._read_db is not None:
+                self._read_db.close()
+                self._read_db = None
+
+        def close_writer() -> None:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_db)
+        await loop.run_in_executor(self._read_executor, close_reader)
+        await loop.run_in_executor(self._executor, close_writer)
+        self._read_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False, timeout=30)
     db.row_factory = sqlite3.Row
+    if read_only:
+        db.execute("PRAGMA query_only=ON")  # the writer connection set WAL mode on the file
+        return db
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     return db
 
 
-async def open_sqlite_store(database_url: str) -> SqliteStore:
+async def open_sqlite_store(
+    database_url: str, *, query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S
+) -> SqliteStore:
     """Opens (creating the file if needed) a migrated SQLite store; run `migrate` first."""
-    store = SqliteStore(sqlite_path(database_url))
+    store = SqliteStore(sqlite_path(database_url), query_timeout_s=query_timeout_s)
     await store.ping()
     return store

@@ -9,10 +9,17 @@ import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
-from tickpipe.core.candles import CandleInterval, candle_window
+from tickpipe.core.candles import CandleInterval, CandleWindow, candle_window
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
 from tickpipe.core.views import candle_view, history_view, signal_change_view, snapshot_view
-from tickpipe.ports import END_OF_HISTORY, HistoryKey, JsonObject, TradeReader, UpdateFeed
+from tickpipe.ports import (
+    END_OF_HISTORY,
+    HistoryKey,
+    JsonObject,
+    RangeTooWide,
+    TradeReader,
+    UpdateFeed,
+)
 from tickpipe.services.gateway.params import decode_cursor, encode_cursor, parse_time_us
 from tickpipe.services.gateway.schemas import (
     BtcSnapshot,
@@ -54,6 +61,7 @@ PAGED: dict[int | str, dict[str, Any]] = {
 }
 DEFAULT_SIGNAL_RANGE_US = 86_400_000_000  # one day
 MAX_SIGNAL_RANGE_US = 7 * DEFAULT_SIGNAL_RANGE_US  # a range is scanned whole: keep it bounded
+DEFAULT_CANDLES_MAX_SCAN_US = 7 * DEFAULT_SIGNAL_RANGE_US  # of raw trades, per request
 
 
 def json_response(content: Any) -> Response:
@@ -78,7 +86,32 @@ def time_range_or_422(start: str | None, end: str | None) -> tuple[int | None, i
     return start_us, end_us
 
 
-def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
+def next_page_url(request: Request, cursor: str, public_url: str | None) -> str:
+    """The request's own path and query with `cursor` set: relative, or under `public_url`;
+    never built from the request's Host header."""
+    url = request.url.include_query_params(cursor=cursor)
+    relative = f"{url.path}?{url.query}"
+    return relative if public_url is None else public_url.rstrip("/") + relative
+
+
+def clamp_to_span(
+    window: CandleWindow, interval_us: int, max_span_us: int, *, keep_start: bool
+) -> CandleWindow:
+    """The window cut to whole intervals spanning at most `max_span_us`, at its start or end."""
+    span_us = max(max_span_us // interval_us, 1) * interval_us
+    if keep_start:
+        return CandleWindow(window.from_us, min(window.to_us, window.from_us + span_us))
+    return CandleWindow(max(window.from_us, window.to_us - span_us), window.to_us)
+
+
+def api_router(
+    store: TradeReader,
+    feed: UpdateFeed,
+    window: int,
+    *,
+    public_url: str | None = None,
+    candles_max_scan_us: int = DEFAULT_CANDLES_MAX_SCAN_US,
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["market data"])
 
     async def latest_snapshot(symbol: str, exchange: str | None) -> JsonObject | None:
@@ -125,7 +158,7 @@ def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
         response = json_response([history_view(row) for row in page.trades])
         if page.next_key is not None:
             next_cursor = encode_cursor(page.next_key)
-            next_url = request.url.include_query_params(cursor=next_cursor)
+            next_url = next_page_url(request, next_cursor, public_url)
             response.headers["X-Next-Cursor"] = next_cursor
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return response
@@ -145,7 +178,10 @@ def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
     ) -> Response:
         """OHLCV candles, oldest first, covering at most `limit` whole intervals: from the one
         holding `start`, else the ones up to the interval holding `end` (default: the newest
-        trade). Intervals without trades are left out; exchanges are merged unless one is named."""
+        trade). Intervals without trades are left out; exchanges are merged unless one is named.
+        Where candles come from raw trades (SQLite; PostgreSQL without TimescaleDB, or 1s), a
+        request spans at most TICKPIPE_CANDLES_MAX_SCAN_DAYS: fewer intervals when only one
+        bound is given, 422 when both are."""
         normalized = symbol_or_422(symbol)
         start_us, end_us = time_range_or_422(start, end)
         exchange_name = exchange and exchange.value
@@ -154,13 +190,23 @@ def api_router(store: TradeReader, feed: UpdateFeed, window: int) -> APIRouter:
             if end_us is None:
                 return json_response([])
         window = candle_window(interval.length_us, limit, start_us=start_us, end_us=end_us)
-        rows = await store.candles(
-            normalized,
-            interval_us=interval.length_us,
-            from_us=window.from_us,
-            to_us=window.to_us,
-            exchange=exchange_name,
-        )
+        for attempt in range(2):
+            try:
+                rows = await store.candles(
+                    normalized,
+                    interval_us=interval.length_us,
+                    from_us=window.from_us,
+                    to_us=window.to_us,
+                    exchange=exchange_name,
+                    max_scan_span_us=candles_max_scan_us,
+                )
+                break
+            except RangeTooWide as exc:
+                if attempt or (start is not None and end is not None):
+                    raise HTTPException(422, f"{exc}: give start and end closer together") from None
+                window = clamp_to_span(
+                    window, interval.length_us, exc.max_span_us, keep_start=start is not None
+                )
         return json_response([candle_view(candle) for candle in rows])
 
     @router.get("/signals/{symbol}", response_model=list[SignalChangeItem])

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tickpipe
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol, parse_symbol_list
-from tickpipe.ports import TradeReader, UpdateFeed
-from tickpipe.services.gateway.api import api_router
+from tickpipe.ports import QueryTimeout, TradeReader, UpdateFeed
+from tickpipe.services.gateway.admission import (
+    ConnectionLimiter,
+    IpNetwork,
+    Refusal,
+    client_address,
+)
+from tickpipe.services.gateway.api import DEFAULT_CANDLES_MAX_SCAN_US, api_router
+from tickpipe.services.gateway.headers import DASHBOARD_PATHS, SecurityHeaders
 from tickpipe.services.gateway.live import CLIENT_QUEUE_FRAMES, Broadcaster
+from tickpipe.telemetry import metrics
 from tickpipe.telemetry.http_tracing import TracingMiddleware
 from tickpipe.telemetry.probes import Check, probe_routes
 
@@ -27,6 +37,22 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(files("tickpipe.services.gateway") / "static"))
 MAX_WS_SYMBOLS = 100
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+WS_RETRY_AFTER_S = 5
+TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """What an operator tunes when exposing the gateway (README "Security")."""
+
+    ws_max_clients: int = 1000
+    ws_max_clients_per_ip: int = 50
+    trusted_proxies: Sequence[IpNetwork] = ()
+    cors_origins: Sequence[str] = ()  # ("*",) for any origin; () for no CORS headers
+    public_url: str | None = None  # base of absolute paging links; None: relative links
+    serve_metrics: bool = True  # False when /metrics has a port of its own
+    candles_max_scan_us: int = DEFAULT_CANDLES_MAX_SCAN_US
 
 
 def create_app(
@@ -36,8 +62,10 @@ def create_app(
     *,
     window: int,
     client_queue_frames: int = CLIENT_QUEUE_FRAMES,
+    options: GatewayOptions = GatewayOptions(),
 ) -> FastAPI:
     broadcaster = Broadcaster(feed, client_queue_frames=client_queue_frames)
+    limiter = ConnectionLimiter(options.ws_max_clients, options.ws_max_clients_per_ip)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,8 +80,25 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(TracingMiddleware)
-    app.include_router(api_router(store, feed, window))
-    app.router.routes.extend(probe_routes(checks))
+    if options.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET"],
+            expose_headers=["X-Next-Cursor", "Link"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, dashboard_paths=DASHBOARD_PATHS)
+    app.include_router(
+        api_router(
+            store,
+            feed,
+            window,
+            public_url=options.public_url,
+            candles_max_scan_us=options.candles_max_scan_us,
+        )
+    )
+    app.router.routes.extend(probe_routes(checks, metrics=options.serve_metrics))
     _install_error_handlers(app)
 
     @app.websocket("/ws")
@@ -68,7 +113,18 @@ def create_app(
             await websocket.accept()  # then close, so the client can read the reason
             await websocket.close(1008, str(exc)[:120])  # 1008: policy violation
             return
-        await broadcaster.serve(websocket, wanted)
+        peer = websocket.client.host if websocket.client else None
+        forwarded = websocket.headers.getlist("x-forwarded-for")
+        address = client_address(peer, forwarded, options.trusted_proxies)
+        refusal = limiter.admit(address)
+        if refusal is not None:
+            metrics.websocket_refused.labels(refusal.value).inc()
+            await _refuse(websocket, refusal, limiter)
+            return
+        try:
+            await broadcaster.serve(websocket, wanted)
+        finally:
+            limiter.release(address)
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -78,6 +134,23 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html")
 
     return app
+
+
+async def _refuse(websocket: WebSocket, refusal: Refusal, limiter: ConnectionLimiter) -> None:
+    """HTTP 503 with a JSON reason instead of the handshake, where the server can send one;
+    else the handshake is accepted and the socket closed at once with 1013 and the reason."""
+    if refusal is Refusal.SERVER_FULL:
+        reason = f"server full: {limiter.max_total} WebSocket clients connected"
+    else:
+        reason = f"too many WebSockets from one address (at most {limiter.max_per_address})"
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        denial = JSONResponse(
+            {"detail": reason}, 503, headers={"Retry-After": str(WS_RETRY_AFTER_S)}
+        )
+        await websocket.send_denial_response(denial)
+        return
+    await websocket.accept()
+    await websocket.close(TRY_AGAIN_LATER, reason)
 
 
 def _symbol_filter(raw: str | None) -> set[str] | None:
@@ -96,6 +169,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(QueryTimeout)
+    async def query_timeout(request: Request, exc: QueryTimeout) -> JSONResponse:
+        metrics.queries_timed_out.inc()
+        detail = f"{exc}: try a shorter time range or a smaller limit"
+        return JSONResponse({"detail": detail}, 503, headers={"Retry-After": "1"})
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -104,4 +183,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "service unavailable: a dependency failed"}, 503)
+        # Sent from outside the middleware stack: add the header SecurityHeaders would.
+        return JSONResponse(
+            {"detail": "service unavailable: a dependency failed"}, 503, headers=NOSNIFF
+        )
