@@ -65,13 +65,11 @@ def test_kill_9_of_one_of_two_processors_loses_and_duplicates_nothing(
     )
     migrate(env)
     checks: dict[str, OffsetCheck] = {}
-    procs: list[Tickpipe] = []
     with (
         CommittedOffsets(kafka_bootstrap, kafka_topic, env["TICKPIPE_KAFKA_GROUP"]) as offsets,
         proxy_for(db) as database,
         contextlib.ExitStack() as cleanup,
     ):
-        cleanup.callback(lambda: [proc.kill() for proc in procs])
         database.delay_s = DATABASE_LATENCY_S
         process_env = {**env, "TICKPIPE_DATABASE_URL": via(db, database)}
         ports = [free_port(), free_port()]
@@ -83,13 +81,14 @@ def test_kill_9_of_one_of_two_processors_loses_and_duplicates_nothing(
             )
             for name, port in zip(("victim", "survivor"), ports, strict=True)
         )
-        procs += [victim, survivor]
+        cleanup.callback(victim.kill)
+        cleanup.callback(survivor.kill)
         for proc, port in zip((victim, survivor), ports, strict=True):
             proc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
         ingest = Tickpipe(
             ["ingest"], {**env, "TICKPIPE_METRICS_PORT": str(free_port())}, tmp_path / "ingest.log"
         )
-        procs.append(ingest)
+        cleanup.callback(ingest.kill)
         wait_for(
             lambda: all(_stored_by(port) > 0 for port in ports),
             30,

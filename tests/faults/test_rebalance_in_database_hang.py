@@ -76,25 +76,24 @@ def test_members_join_and_leave_while_postgres_hangs_and_nothing_is_lost(
     )
     migrate(env)
     checks: dict[str, OffsetCheck] = {}
-    procs: list[Tickpipe] = []
     with (
         CommittedOffsets(kafka_bootstrap, kafka_topic, env["TICKPIPE_KAFKA_GROUP"]) as offsets,
         proxy_for(db) as database,
         contextlib.ExitStack() as cleanup,
     ):
-        cleanup.callback(lambda: [proc.kill() for proc in procs])
         hung_env = {**env, "TICKPIPE_DATABASE_URL": via(db, database)}
         (first, first_port), (leaver, leaver_port) = (
             _processor(hung_env, tmp_path, "process-a.log"),
             _processor(hung_env, tmp_path, "process-b.log"),
         )
-        procs += [first, leaver]
+        cleanup.callback(first.kill)
+        cleanup.callback(leaver.kill)
         for proc, port in ((first, first_port), (leaver, leaver_port)):
             proc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
         ingest = Tickpipe(
             ["ingest"], {**env, "TICKPIPE_METRICS_PORT": str(free_port())}, tmp_path / "ingest.log"
         )
-        procs.append(ingest)
+        cleanup.callback(ingest.kill)
         wait_for(
             lambda: _stored_by(first_port) > 0 and _stored_by(leaver_port) > 0,
             30,
@@ -106,7 +105,7 @@ def test_members_join_and_leave_while_postgres_hangs_and_nothing_is_lost(
         hung_s = time.monotonic()
         time.sleep(JOIN_AFTER_S)  # let the hang bite: writes in flight, batches behind them
         joiner, joiner_port = _processor(env, tmp_path, "process-c.log")
-        procs.append(joiner)
+        cleanup.callback(joiner.kill)
         joiner.wait_http(f"http://127.0.0.1:{joiner_port}/readyz", timeout_s=30)
         checks["joined"] = check_committed_offsets(offsets, db)
 
