@@ -147,6 +147,7 @@ def test_members_join_and_leave_while_postgres_hangs_and_nothing_is_lost(
         **{f"committed_unstored_{step}": len(check.unstored) for step, check in checks.items()},
         stored_by_a=int(stored_by["a"]),
         stored_by_joiner=int(stored_by["c"]),
+        **{f"exit_{name}_s": stop.seconds for name, stop in stops.items()},
         recovery_s=recovery_s,
         duration_s=time.monotonic() - started_s,
     )
