@@ -8,12 +8,13 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,13 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from fixtures.fault_proxy import FaultProxy
 from fixtures.kafka import _TANSU_ENV, _wait_until_ready, tansu_binary
-from fixtures.procs import free_port
+from fixtures.procs import Tickpipe, free_port
+from tickpipe.adapters.bus.wire import WireError, decode_trade
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.signal import signal_from_comparison
@@ -254,16 +256,146 @@ class CommittedOffsets:
     0, one per message), through one reused client."""
 
     def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self.bootstrap, self.topic, self.group = bootstrap, topic, group
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self._partitions = [TopicPartition(topic, p) for p in partitions]
 
     def __call__(self) -> int:
+        return sum(self.per_partition().values())
+
+    def per_partition(self) -> dict[int, int]:
+        """Partition -> committed offset: the first message the group has not handled yet."""
         offsets = self._consumer.committed(self._partitions, timeout=10)
-        return sum(max(tp.offset, 0) for tp in offsets)
+        return {tp.partition: max(tp.offset, 0) for tp in offsets}
 
     def close(self) -> None:
         self._consumer.close()
+
+    def __enter__(self) -> CommittedOffsets:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+TradeKey = tuple[str, str, str]  # (exchange, symbol, trade_id): one trade, wherever it is
+
+
+@dataclass(frozen=True, slots=True)
+class BusRecord:
+    """One message of the topic; `trade` is None for one that is not a valid trade (the
+    processor dead-letters those)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    trade: TradeKey | None
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    ends: Mapping[int, int] | None = None,
+    until_s: float | None = None,
+    idle_s: float = 1.0,
+    timeout_s: float = 30.0,
+) -> list[BusRecord]:
+    """The topic's messages from the start of every partition, with a plain consumer (no group
+    offsets). With `ends` (partition -> offset), those below `ends[p]`, all of them (fails after
+    `timeout_s` otherwise). With `until_s` (a `time.time()`), those produced up to that moment:
+    a partition ends at its first later message, or when it had none for `idle_s`."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "tickpipe-test-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    records: list[BusRecord] = []
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        limits = dict(ends) if ends is not None else {}
+        done = {p for p in partitions if ends is not None and limits.get(p, 0) <= 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        started_s = idle_since_s = time.monotonic()
+        until_ms = None if until_s is None else int(until_s * 1000)
+        while len(done) < len(partitions):
+            if time.monotonic() - started_s > timeout_s:
+                raise AssertionError(f"{topic}: partitions {set(partitions) - done} not read")
+            if ends is None and time.monotonic() - idle_since_s > idle_s:
+                break  # the partitions still open had nothing (more) to read
+            for message in consumer.consume(10_000, 0.2):
+                partition, offset = message.partition(), message.offset()
+                if message.error() is not None or partition in done:
+                    continue
+                assert partition is not None
+                assert offset is not None
+                idle_since_s = time.monotonic()
+                timestamp_ms = message.timestamp()[1]
+                if (ends is not None and offset >= limits[partition]) or (
+                    until_ms is not None and timestamp_ms > until_ms
+                ):
+                    done.add(partition)
+                    continue
+                records.append(BusRecord(partition, offset, timestamp_ms, _trade_key(message)))
+                if ends is not None and offset >= limits[partition] - 1:
+                    done.add(partition)
+        return records
+    finally:
+        consumer.close()
+
+
+def _trade_key(message: Message) -> TradeKey | None:
+    try:
+        trade = decode_trade(message.value() or b"")
+    except WireError:
+        return None
+    return (trade.exchange, trade.symbol, trade.trade_id)
+
+
+def stored_keys(url: str) -> set[TradeKey]:
+    rows = asyncio.run(_fetch(url, "SELECT exchange, symbol, trade_id FROM trades"))
+    return {(row["exchange"], row["symbol"], row["trade_id"]) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCheck:
+    """What a group's committed offsets cover, against what the store holds."""
+
+    committed: dict[int, int]
+    covered: int  # trades below the committed offsets
+    unstored: list[BusRecord]  # ... of which the store does not hold: lost for good
+
+
+def check_committed_offsets(offsets: CommittedOffsets, database_url: str) -> OffsetCheck:
+    """The rule that exactly-once rests on: no committed offset covers a trade that is not
+    stored (every message below the group's committed offset of its partition is in the store;
+    messages that are not trades are left out: the processor dead-letters them). Reads the
+    offsets first and the store second, so it holds while processors run (each stores before it
+    commits)."""
+    committed = offsets.per_partition()
+    stored = stored_keys(database_url)
+    records = read_topic(offsets.bootstrap, offsets.topic, ends=committed)
+    trades = [record for record in records if record.trade is not None]
+    unstored = [record for record in trades if record.trade not in stored]
+    return OffsetCheck(committed, len(trades), unstored)
+
+
+def trades_produced_until(bootstrap: str, topic: str, moment_s: float) -> set[TradeKey]:
+    """The trades the topic received up to `moment_s` (a `time.time()`): a backlog to store."""
+    records = read_topic(bootstrap, topic, until_s=moment_s)
+    return {record.trade for record in records if record.trade is not None}
+
+
+def seconds_until_stored(url: str, trades: set[TradeKey], timeout_s: float) -> float | None:
+    """Waits until every one of `trades` is stored; the seconds it took, None if they were not
+    all stored within `timeout_s` (lost ones never will: the caller reports, then fails)."""
+    try:
+        return wait_for(lambda: trades <= stored_keys(url), timeout_s, "stored", poll_s=0.5)
+    except AssertionError:
+        return None
 
 
 @contextlib.contextmanager
@@ -296,6 +428,35 @@ def proxied_broker(log_path: Path) -> Iterator[FaultProxy]:
 
 
 # --- the processes ---
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    code: int | None  # None: still running after the wait, so it was killed (-9)
+    seconds: float  # from SIGTERM until it was gone
+
+
+def sigterm_and_wait(
+    proc: Tickpipe,
+    actions: Sequence[tuple[float, Callable[[], None]]] = (),
+    kill_after_s: float = 30.0,
+) -> Exit:
+    """SIGTERM, then waits for the process to exit (kill -9 after `kill_after_s`); meanwhile runs
+    each action that many seconds after the SIGTERM, if the process is still running then."""
+    started_s = time.monotonic()
+    proc.process.send_signal(signal.SIGTERM)
+    pending = sorted(actions, key=lambda action: action[0])
+    while (code := proc.process.poll()) is None:
+        elapsed_s = time.monotonic() - started_s
+        while pending and pending[0][0] <= elapsed_s:
+            pending.pop(0)[1]()
+        if elapsed_s > kill_after_s:
+            proc.kill()
+            return Exit(None, elapsed_s)
+        time.sleep(0.02)
+    seconds = time.monotonic() - started_s
+    proc.kill()  # gone already: closes its log
+    return Exit(code, seconds)
 
 
 def memory_mb(pid: int) -> dict[str, float]:

@@ -77,3 +77,17 @@ def test_blackhole_accepts_but_never_answers(proxy: FaultProxy) -> None:
         _echo(proxy.port, timeout_s=0.3)
     proxy.restore()
     assert _echo(proxy.port) == b"ping"
+
+
+def test_restore_keeping_stalled_answers_new_connections_only(proxy: FaultProxy) -> None:
+    """After `restore(keep_stalled=True)` new connections echo, the stalled one stays silent."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=2) as stalled:
+        stalled.sendall(b"a")
+        assert stalled.recv(16) == b"a"
+        proxy.cut(blackhole=True)
+        proxy.restore(keep_stalled=True)
+        assert _echo(proxy.port, b"new") == b"new"
+        stalled.settimeout(0.3)
+        stalled.sendall(b"b")
+        with pytest.raises(TimeoutError):
+            stalled.recv(16)
