@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
 IN_FLIGHT_POLL_S = 0.002
-STOP_BUDGET_S = 5.0  # once stopping, what is in flight gets this long in all (SIGTERM grace: 10 s)
+STOP_BUDGET_S = 4.0  # once stopping, what is in flight gets this long in all (SIGTERM grace: 10 s)
 CANCEL_WAIT_S = 0.5  # how long a cancelled, hanging write may take to unwind
 RECENT_IDS_PER_STREAM = 4_096
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +39,32 @@ CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 STATEMENT_TIMEOUT_MS = 60_000
 PING_TIMEOUT_S = 5.0
-CLOSE_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 1.5  # then terminate: a hung server must not hold a SIGTERM past its 10 s
+
+
+class _QuietPoolReconnects(logging.Filter):
+    """asyncpg's pool logs a full traceback at every failed reconnect while PostgreSQL is away;
+    an outage should read as one line now and then (the processor says what it retries)."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._next_s = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
+        error = record.exc_info[1]
+        now_s = time.monotonic()
+        if now_s < self._next_s:
+            return False
+        self._next_s = now_s + self._interval_s
+        record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_QuietPoolReconnects())
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 4  # the processor's writes and window look-ups, and pings
 READ_POOL_MAX_SIZE = 4  # gateway reads at once; more wait (within the query timeout)
@@ -397,11 +424,12 @@ class PostgresStore:
             raise unavailable(self._location, exc) from exc
 
     async def close(self) -> None:
-        for pool in {self._reads.pool, self._pool}:
-            try:
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await pool.close()
-            except TimeoutError:
+        pools = {self._reads.pool, self._pool}
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.gather(*(pool.close() for pool in pools))
+        except TimeoutError:
+            for pool in pools:
                 pool.terminate()
 
 

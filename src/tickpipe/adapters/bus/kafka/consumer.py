@@ -255,7 +255,7 @@ class KafkaConsumer:
         assert offset is not None
         return BusMessage(trade, error, key, value, partition, offset, traceparent)
 
-    def _commit_now(self, offsets: dict[int, int]) -> None:
+    def _commit_now(self, offsets: dict[int, int], *, wait: bool = True) -> None:
         # A partition taken away meanwhile is its new owner's to commit.
         partitions = [
             TopicPartition(self._topic, p, offset)
@@ -263,6 +263,9 @@ class KafkaConsumer:
             if p in self._assigned
         ]
         if not partitions:
+            return
+        if not wait:
+            self._consumer.commit(offsets=partitions, asynchronous=True)
             return
         try:
             results = self._consumer.commit(offsets=partitions, asynchronous=False)
@@ -334,7 +337,9 @@ class KafkaConsumer:
                 _log.exception("revoke handler failed; partitions %s are redelivered", partitions)
         if offsets and not lost:
             try:
-                self._commit_now(offsets)
+                # Not waited for: a broker that holds commits back during a rebalance would stall
+                # the whole group here. Should it not land, the next owner reads them again.
+                self._commit_now(offsets, wait=False)
             except KafkaException as exc:
                 _log.warning("commit on revoke failed (its messages are redelivered): %s", exc)
         self._assigned.difference_update(partitions)
