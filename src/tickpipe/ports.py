@@ -71,7 +71,7 @@ class TradeConsumer(Protocol):
         """`handler(partitions, lost)` runs on the event loop, between two awaits of its owner,
         before these partitions are taken away (`lost`: they may belong to another member
         already). It must not block. It returns the offsets still to commit for them, which
-        the bus commits before letting them go (not when lost)."""
+        the bus may commit before letting them go (never when lost)."""
 
     async def close(self) -> None: ...
 

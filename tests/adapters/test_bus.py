@@ -80,8 +80,12 @@ class KafkaEnv:
         self._sinks.append(KafkaSink(self.bootstrap, self.topic))
         return self._sinks[-1]
 
-    def consumer(self) -> KafkaConsumer:
-        self._consumers.append(KafkaConsumer(self.bootstrap, self.topic, group=self.group))
+    def consumer(self, *, commit_on_revoke: bool = False) -> KafkaConsumer:
+        self._consumers.append(
+            KafkaConsumer(
+                self.bootstrap, self.topic, group=self.group, commit_on_revoke=commit_on_revoke
+            )
+        )
         return self._consumers[-1]
 
     def raw_consumer(self, group: str | None = None) -> Consumer:
@@ -330,7 +334,7 @@ async def test_revoke_handler_runs_during_a_rebalance_and_its_offsets_are_commit
     offsets it returns are committed before the partitions go."""
     sent = varied_trades(["BTCUSDT", "ETHUSDT", "SOLUSDT"], per_symbol=4)
     await send_all(kafka.sink(), sent)
-    first = kafka.consumer()
+    first = kafka.consumer(commit_on_revoke=True)
     held: list[BusMessage] = []
     revoked = asyncio.Event()
 

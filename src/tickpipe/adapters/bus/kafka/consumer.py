@@ -65,9 +65,10 @@ class KafkaConsumer:
     """TradeConsumer over a consumer group; offsets move only through `commit`.
 
     All consumer calls run on one thread. A rebalance (inside a poll, or `close`) posts the
-    revoked partitions to the `on_revoke` handler on the event loop, waits for its answer (the
-    offsets still to commit for them: the handler does no I/O, so it answers at once) and commits
-    them before the partitions go. A commit only covers partitions still assigned.
+    revoked partitions to the `on_revoke` handler on the event loop and waits for its answer (the
+    offsets still to commit for them: the handler does no I/O, so it answers at once); with
+    `commit_on_revoke` it commits them before the partitions go. A commit only covers partitions
+    still assigned.
     """
 
     def __init__(
@@ -80,12 +81,17 @@ class KafkaConsumer:
         dlq_timeout_s: float = 10.0,
         prefetch_messages: int = DEFAULT_PREFETCH_MESSAGES,
         properties: Mapping[str, str] | None = None,
+        commit_on_revoke: bool = False,
     ) -> None:
         self._topic = topic
         self._bootstrap_servers = bootstrap_servers
         # SASL/TLS and tuning for both clients; never the offset settings (properties.py).
         self._properties = dict(properties or {})
         self._revoke_timeout_s = revoke_timeout_s
+        # Committing what is stored while partitions are revoked saves their next owner some
+        # redelivery, nothing more. Off by default: with Tansu, a commit sent in the middle of a
+        # rebalance left the whole group unassigned (tests/faults/test_rebalance_in_database_hang).
+        self._commit_on_revoke = commit_on_revoke
         self._dlq_timeout_s = dlq_timeout_s
         self._outages = Outages()
         self._log_consumer_error = RateLimitedLog(_log)
@@ -335,7 +341,7 @@ class KafkaConsumer:
                 )
             except Exception:  # noqa: BLE001 - a failing handler must not break the rebalance
                 _log.exception("revoke handler failed; partitions %s are redelivered", partitions)
-        if offsets and not lost:
+        if offsets and not lost and self._commit_on_revoke:
             try:
                 # Not waited for: a broker that holds commits back during a rebalance would stall
                 # the whole group here. Should it not land, the next owner reads them again.
