@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from fixtures.fault_proxy import FaultProxy
 from fixtures.kafka import _TANSU_ENV, _wait_until_ready, tansu_binary
 from fixtures.procs import free_port
+from fixtures.waiting import wait_until
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.signal import signal_from_comparison
@@ -119,12 +120,7 @@ def stored_count(url: str) -> int:
 
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
     """Polls `check` until true; returns the seconds it took, fails after `timeout_s`."""
-    started_s = time.monotonic()
-    while not check():
-        if time.monotonic() - started_s > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s:g} s")
-        time.sleep(poll_s)
-    return time.monotonic() - started_s
+    return wait_until(check, timeout_s, what, poll_s)
 
 
 def wait_for_count(url: str, expected: int, timeout_s: float) -> float:
