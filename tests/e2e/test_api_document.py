@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-MAX_EXAMPLES = 12  # per operation and phase: ~600 requests, ~10-20 s a run
+MAX_EXAMPLES = 6  # per operation and phase
 FRAMES = 20
 
 
@@ -81,8 +81,9 @@ def test_schemathesis_finds_no_failure_with_every_check(gateway_url: str, tmp_pa
         timeout=110,
         check=False,
     )
-    print(f"schemathesis: {time.monotonic() - started:.1f}s")  # ~10-20 s on 2 idle cores
     output = result.stdout + result.stderr
+    cases = [line.strip() for line in output.splitlines() if " generated, " in line]
+    print(f"schemathesis: {time.monotonic() - started:.1f}s, {cases}")
     assert result.returncode == 0, output
     assert "No issues found" in output, output
     for operation in ("10 selected / 10 total", "Coverage", "Fuzzing", "Stateful"):
