@@ -41,6 +41,7 @@ T = TypeVar("T")
 IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
 IN_FLIGHT_POLL_S = 0.002
 STOP_BUDGET_S = 4.0  # once stopping, what is in flight gets this long in all (SIGTERM grace: 10 s)
+SERVE_GROUP_S = 0.5  # while the store is slow, the bus's group protocol is served this often
 CANCEL_WAIT_S = 0.5  # how long a cancelled, hanging write may take to unwind
 RECENT_IDS_PER_STREAM = 4_096
 
@@ -113,6 +114,7 @@ class Processor:
         self._stop = asyncio.Event()
         self._stop_deadline_s: float | None = None
         self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight_batch: LedgerBatch | None = None
         self._attempts: set[asyncio.Timeout] = set()  # dependency calls under way
         self._log_retry = {"database": RateLimitedLog(log), "kafka": RateLimitedLog(log)}
         consumer.on_revoke(self._on_revoke)
@@ -240,6 +242,7 @@ class Processor:
         self._in_flight = asyncio.create_task(
             self._write(batch, pending.scored, pending.messages), name="process-batch"
         )
+        self._in_flight_batch = batch
 
     def _evict(self) -> None:
         """Keeps per-stream state bounded: the least recently scored streams beyond the
@@ -255,14 +258,26 @@ class Processor:
         Once stopping, it gets what is left of the stop budget, then it is cancelled: it was
         never committed, so it is redelivered."""
         task, self._in_flight = self._in_flight, None
+        batch, self._in_flight_batch = self._in_flight_batch, None
         if task is None:
             return
-        if not task.done():
-            stopping = asyncio.ensure_future(self._stop.wait())
-            try:
-                await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not task.done() and not stopping.done():
+                await asyncio.wait(
+                    {task, stopping}, timeout=SERVE_GROUP_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if task.done() or stopping.done():
+                    break
+                # A slow or hung store must not hold the group up: rebalances go on meanwhile.
+                await self._consumer.serve_group()
+                if batch is not None and not self._ledger.owns(batch):
+                    # Revoked while in flight: already forgotten, so it may go half-way.
+                    task.cancel()
+                    log.info("dropped the batch in flight: its partitions were revoked")
+                    return
+        finally:
+            stopping.cancel()
         if not task.done():
             await asyncio.wait({task}, timeout=max(0.0, self._deadline_s() - time.monotonic()))
         if not task.done():
@@ -387,7 +402,7 @@ class Processor:
                 raise _Abandoned
             try:
                 # Unbounded until a stop; then bounded by what is left of the stop budget.
-                async with asyncio.timeout(self._attempt_deadline()) as scope:
+                async with asyncio.timeout_at(self._attempt_deadline()) as scope:
                     self._attempts.add(scope)
                     try:
                         result = await attempt_call()
