@@ -26,8 +26,18 @@ _COMMANDS = {
 
 # flag -> (settings field, type, help); which commands take it
 _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
-    "--source": ("source", str, "simulated, binance, coinbase or kraken", {"run", "ingest"}),
-    "--symbols": ("symbols", str, "comma-separated symbols, exchange notation", {"run", "ingest"}),
+    "--source": (
+        "source",
+        str,
+        "venue(s), comma-separated: simulated, binance, coinbase, kraken",
+        {"run", "ingest"},
+    ),
+    "--symbols": (
+        "symbols",
+        str,
+        "comma-separated symbols, exchange notation, venue:symbol with several venues",
+        {"run", "ingest"},
+    ),
     "--exchange-url": ("exchange_url", str, "WebSocket URL of the exchange", {"run", "ingest"}),
     "--sim-rate": ("sim_rate", float, "simulated trades per second", {"run", "ingest"}),
     "--sim-seed": ("sim_seed", int, "seed of the simulated market", {"run", "ingest"}),

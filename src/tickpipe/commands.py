@@ -67,6 +67,7 @@ async def run(settings: Settings) -> None:
         checks = _store_checks(store) | {
             "pubsub": updates.feed.ping,
             "processor": _healthy(processor),
+            "venues": source.check,  # names each venue down
         }
         if settings.uses_kafka():
             checks["kafka"] = wiring.kafka_check(settings)
@@ -88,8 +89,7 @@ async def run(settings: Settings) -> None:
             server,
             on_started=lambda: _announce(
                 server,
-                f"run: {settings.source} {','.join(settings.symbol_list())}"
-                f" -> {describe_url(settings.database_url)}",
+                f"run: {source.describe()} -> {describe_url(settings.database_url)}",
             ),
         )
 
@@ -98,15 +98,14 @@ async def ingest(settings: Settings) -> None:
     kafka = wiring.require_kafka(settings, "ingest")
     async with wiring.open_kafka_sink(settings, "ingest") as sink:
         source = wiring.open_source(settings)
-        checks = {"kafka": wiring.kafka_check(settings)}
+        checks = {"kafka": wiring.kafka_check(settings), "venues": source.check}
         server = _probe_server(settings, checks, DEFAULT_INGEST_METRICS_PORT)
         await run_service(
             [_ingest_worker(source, sink)],
             server,
             on_started=lambda: log.info(
-                "ingesting %s %s into Kafka %s topic %r",
-                settings.source,
-                ",".join(settings.symbol_list()),
+                "ingesting %s into Kafka %s topic %r",
+                source.describe(),
                 kafka.bootstrap_servers,
                 settings.kafka_topic,
             ),
