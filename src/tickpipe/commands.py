@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from tickpipe.ports import TradeRecording
+    from tickpipe.services.export import ExportOptions
     from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
 log = logging.getLogger("tickpipe")
@@ -341,7 +342,30 @@ def _bound_address(server: HttpServer) -> tuple[str, int]:
     return server.config.host, server.config.port
 
 
-def run_command(name: str, settings: Settings, replay_options: ReplayOptions | None = None) -> None:
+async def export(settings: Settings, options: ExportOptions) -> None:
+    """The stored trades of one symbol into a file (TICKPIPE_DATABASE_URL), oldest first."""
+    from tickpipe.adapters.store.errors import StoreUnavailable
+    from tickpipe.adapters.store.export_reads import StoredTrades
+    from tickpipe.services.export import ExportFailed, export_trades
+
+    try:
+        rows = StoredTrades(settings.database_url, options.query)
+        summary = await export_trades(rows, options.export_format, options.path)
+    except (StoreUnavailable, ValueError) as exc:
+        raise ExportFailed(str(exc)) from None
+    log.info("%s", summary)
+
+
+def run_command(
+    name: str,
+    settings: Settings,
+    replay_options: ReplayOptions | None = None,
+    export_options: ExportOptions | None = None,
+) -> None:
+    if name == "export":
+        assert export_options is not None  # cli.py always builds them for `export`
+        asyncio.run(export(settings, export_options))
+        return
     if name == "replay":
         assert replay_options is not None  # cli.py always builds them for `replay`
         asyncio.run(replay(settings, replay_options))
