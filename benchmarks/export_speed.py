@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tickpipe.core.trade import format_time_us  # noqa: E402
+from tickpipe.core.trade import format_time_us
 
 FIRST_US = 1_714_564_800_000_000
 
@@ -58,9 +58,11 @@ def main() -> None:
         fill(db_path, args.rows)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "tickpipe", "export", "BTCUSDT"]
-            + ["--format", args.format, "--out", str(out)]
-            + ["--database-url", f"sqlite:///{db_path}"],
+            [
+                *(sys.executable, "-m", "tickpipe", "export", "BTCUSDT"),
+                *("--format", args.format, "--out", str(out)),
+                *("--database-url", f"sqlite:///{db_path}"),
+            ],
             check=True,
         )
         seconds = time.perf_counter() - started
