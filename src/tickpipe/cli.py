@@ -22,12 +22,23 @@ _COMMANDS = {
     "process": "Kafka -> SMA/signals -> database (batched) + Redis",
     "gateway": "HTTP + WebSocket API over the database and Redis",
     "replay": "recorded trades (JSON lines, Binance CSV archives) -> the pipeline",
+    "export": "the stored trades of a symbol -> a JSON lines, CSV or Parquet file",
 }
 
 # flag -> (settings field, type, help); which commands take it
 _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
-    "--source": ("source", str, "simulated, binance, coinbase or kraken", {"run", "ingest"}),
-    "--symbols": ("symbols", str, "comma-separated symbols, exchange notation", {"run", "ingest"}),
+    "--source": (
+        "source",
+        str,
+        "venue(s), comma-separated: simulated, binance, coinbase, kraken",
+        {"run", "ingest"},
+    ),
+    "--symbols": (
+        "symbols",
+        str,
+        "comma-separated symbols, exchange notation, venue:symbol with several venues",
+        {"run", "ingest"},
+    ),
     "--exchange-url": ("exchange_url", str, "WebSocket URL of the exchange", {"run", "ingest"}),
     "--sim-rate": ("sim_rate", float, "simulated trades per second", {"run", "ingest"}),
     "--sim-seed": ("sim_seed", int, "seed of the simulated market", {"run", "ingest"}),
@@ -47,7 +58,7 @@ _FLAGS: dict[str, tuple[str, type, str, set[str]]] = {
         "database_url",
         str,
         "postgresql://... or sqlite:///path",
-        {"run", "migrate", "process", "gateway", "replay"},
+        {"run", "migrate", "process", "gateway", "replay", "export"},
     ),
     "--redis-url": (
         "redis_url",
@@ -89,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                 sub.add_argument(flag, dest=field, type=kind, help=f"{text} (${env})")
         if name == "replay":
             _add_replay_arguments(sub)
+        if name == "export":
+            _add_export_arguments(sub)
     return parser
 
 
@@ -132,6 +145,45 @@ def _add_replay_arguments(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_export_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.description = (
+        f"{_COMMANDS['export']}, oldest first, with exact decimals, from $TICKPIPE_DATABASE_URL."
+        " Its JSON lines are exactly what `tickpipe replay` reads."
+    )
+    sub.add_argument("export_symbol", metavar="SYMBOL", help="symbol (BTCUSDT, BTC-USD, ...)")
+    sub.add_argument("--exchange", dest="export_exchange", help="only this venue's trades")
+    for bound, text in (("start", "from (inclusive)"), ("end", "until (exclusive)")):
+        sub.add_argument(
+            f"--{bound}",
+            dest=f"export_{bound}",
+            metavar="T",
+            type=_moment_us,
+            help=f"{text}: ISO-8601 (2024-05-01, 2024-05-01T12:00:00Z) or epoch milliseconds",
+        )
+    sub.add_argument(
+        "--format",
+        dest="export_format",
+        choices=["jsonl", "csv", "parquet"],
+        required=True,
+        help="parquet needs the extra: pip install 'tickpipe[parquet]'",
+    )
+    sub.add_argument("--out", dest="export_out", metavar="PATH", required=True)
+
+
+def _moment_us(text: str) -> int:
+    from datetime import UTC, datetime
+
+    if text.strip().isdigit():
+        return int(text) * 1000
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ISO-8601 or epoch ms") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # times without a zone are UTC, as stored
+    return round(moment.timestamp() * 1_000_000)
+
+
 def _speed(text: str) -> float:
     if text.strip().lower() == "max":
         return math.inf
@@ -150,9 +202,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         key: value for key, value in vars(args).items() if key != "command" and value is not None
     }
     replay_args = {key: overrides.pop(key) for key in list(overrides) if key.startswith("replay_")}
+    export_args = {key: overrides.pop(key) for key in list(overrides) if key.startswith("export_")}
     # Imported here so that `tickpipe --help` stays instant.
     from tickpipe.commands import run_command
     from tickpipe.config import Settings
+    from tickpipe.services.export import ExportFailed
     from tickpipe.services.replay import ReplayFailed, ReplayOptions
     from tickpipe.services.runtime import ServiceFailed
     from tickpipe.telemetry.logs import configure_logging
@@ -181,14 +235,39 @@ def main(argv: Sequence[str] | None = None) -> None:
             replay_format=replay_args.get("replay_format"),
             strict=replay_args["replay_strict"],
         )
+    export_options = _export_options(export_args) if args.command == "export" else None
     try:
-        run_command(args.command, settings, replay_options)
-    except (MissingDependency, ServiceFailed, ReplayFailed) as exc:
+        run_command(args.command, settings, replay_options, export_options)
+    except (MissingDependency, ServiceFailed, ReplayFailed, ExportFailed) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
     finally:
         shutdown_tracing()  # exports the spans still buffered
+
+
+def _export_options(export_args: dict[str, Any]) -> Any:
+    from pathlib import Path
+
+    from tickpipe.adapters.export_files import ExportFormat
+    from tickpipe.adapters.store.export_reads import ExportQuery
+    from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
+    from tickpipe.services.export import ExportOptions
+
+    try:
+        symbol = normalize_symbol(export_args["export_symbol"])
+    except InvalidSymbol as exc:
+        _fail(str(exc), code=2)
+    exchange = export_args.get("export_exchange")
+    query = ExportQuery(
+        symbol,
+        exchange.lower() if exchange else None,
+        export_args.get("export_start", 0),
+        export_args.get("export_end", 2**62),
+    )
+    return ExportOptions(
+        query, ExportFormat(export_args["export_format"]), Path(export_args["export_out"])
+    )
 
 
 def _fail(message: str, code: int = 1) -> None:

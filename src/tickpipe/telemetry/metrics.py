@@ -39,6 +39,12 @@ exchange_reconnects = Counter(
 trade_id_gaps = Counter(
     "tickpipe_trade_id_gaps_total", "Missing trade ids detected", ["exchange", "symbol"]
 )
+exchange_connections = Gauge(
+    "tickpipe_exchange_connections", "Open connections to the exchange", ["exchange"]
+)
+venue_up = Gauge(
+    "tickpipe_venue_up", "1 while every connection of the venue is open, else 0", ["exchange"]
+)
 duplicate_trades_dropped = Counter(
     "tickpipe_duplicate_trades_dropped_total", "Trades seen twice at the source", ["exchange"]
 )

@@ -160,6 +160,16 @@ class ExchangeFeed:
         self.settings = settings or FeedSettings()
         self._rejections = RateLimitedLog(log, self.settings.log_interval_s)
         self._gaps = RateLimitedLog(log, self.settings.log_interval_s)
+        self._planned = 0  # connections trades() keeps open
+        self._open = 0  # of those, open now
+
+    def down(self) -> str | None:
+        """Why this venue is not fully connected now, or None when every connection is open."""
+        if not self._planned:
+            return "not started"
+        if self._open < self._planned:
+            return f"{self._planned - self._open} of {self._planned} connections down"
+        return None
 
     def connection_plans(self) -> list[ConnectionPlan]:
         """The connections this feed opens; raises SubscriptionRejected for unusable symbols."""
@@ -167,6 +177,7 @@ class ExchangeFeed:
 
     async def trades(self) -> AsyncGenerator[Trade, None]:
         plans = self.connection_plans()
+        self._planned = len(plans)
         ids: TradeIdFilter = (
             SequentialIds() if self.venue.sequential_ids else RecentIds(self.settings.dedupe_window)
         )
@@ -185,6 +196,7 @@ class ExchangeFeed:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._planned = 0
 
     async def _run(
         self, plan: ConnectionPlan, ids: TradeIdFilter, queue: asyncio.Queue[Trade | Exception]
@@ -229,6 +241,7 @@ class ExchangeFeed:
         except (OSError, TimeoutError, WebSocketException) as exc:
             return _Ended(f"could not connect to {urlsplit(plan.url).netloc}: {exc}", False)
         opened_s = loop.time()
+        self._connected(+1)
         max_age_s = settings.max_connection_age_s or venue.max_connection_age_s
         retire_at_s = opened_s + max_age_s if max_age_s else math.inf
         confirmed = False  # the venue acknowledged us or sent a trade
@@ -286,7 +299,13 @@ class ExchangeFeed:
                 self._reject(RejectReason.OVERSIZE, f"frame over {settings.max_frame_bytes} bytes")
             return ended(f"connection closed ({exc})")
         finally:
+            self._connected(-1)
             await ws.close()
+
+    def _connected(self, change: int) -> None:
+        self._open += change
+        metrics.exchange_connections.labels(self.venue.name).inc(change)
+        metrics.venue_up.labels(self.venue.name).set(self.down() is None)
 
     def _parse(self, frame: str | bytes) -> ParseResult:
         ingest_time_us = time.time_ns() // 1000
