@@ -18,6 +18,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from fixtures.monitoring import exported_names, monitoring_expressions, unexported
 from fixtures.procs import free_port, tickpipe_process
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
@@ -140,6 +141,7 @@ def test_four_services_store_every_trade_once(
         time.sleep(3)  # let both processors join the group and split the partitions
 
         ingest_port = free_port()
+        ingest_metrics: list[str] = []
         ws_url = f"ws://127.0.0.1:{gateway_port}/ws"
 
         async def ingest_while_listening() -> list[dict[str, object]]:
@@ -152,6 +154,8 @@ def test_four_services_store_every_trade_once(
             ) as ingest:
                 await asyncio.to_thread(ingest.wait_http, f"http://127.0.0.1:{ingest_port}/healthz")
                 await asyncio.sleep(5)
+                scrape = f"http://127.0.0.1:{ingest_port}/metrics"
+                ingest_metrics.append((await asyncio.to_thread(httpx.get, scrape)).text)
                 assert await asyncio.to_thread(ingest.terminate) == 0, ingest.log()
             return await listening
 
@@ -172,8 +176,24 @@ def test_four_services_store_every_trade_once(
             assert f"\n{family}" in process_metrics, family
         gateway_metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics").text
         assert "\ntickpipe_websocket_clients " in gateway_metrics
+        check_monitoring_names([*ingest_metrics, process_metrics, gateway_metrics])
         for proc in (process_1, process_2, gateway):
             assert proc.terminate() == 0, proc.log()
+
+
+def check_monitoring_names(metrics_answers: list[str]) -> None:
+    """Every metric the alert rules and the Grafana dashboard use is in a real /metrics answer
+    of ingest, process or gateway, after trades flowed (tests/deploy/test_monitoring.py proves
+    that a renamed metric fails this)."""
+    assert len(metrics_answers) == 3
+    exported = set().union(*(exported_names(text) for text in metrics_answers))
+    for flowed in (
+        "tickpipe_trades_ingested_total",
+        "tickpipe_exchange_to_processed_seconds_bucket",
+    ):
+        assert any(f"\n{flowed}{{" in text for text in metrics_answers), flowed
+    assert '\ntickpipe_dependency_up{dependency="kafka"} 1.0' in metrics_answers[0]
+    assert unexported(monitoring_expressions(), exported) == {}
 
 
 def ids_by_symbol(frames: list[dict[str, object]]) -> tuple[int, dict[str, int]]:
