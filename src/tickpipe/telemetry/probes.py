@@ -51,7 +51,12 @@ class FailureLog:
         if last_s is not None and now_s - last_s < self._every_s:
             return
         self._last_s[name] = now_s
-        log.warning("not ready: %s: %s", name, detail)
+        log.warning(
+            "not ready: %s: %s",
+            name,
+            detail,
+            extra={"event": "dependency_not_ready", "dependency": name, "detail": detail},
+        )
 
 
 async def failing_checks(
