@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from pydantic import ValidationError
@@ -106,8 +106,15 @@ _METRICS_PORT_DEFAULT = {"ingest": 9100, "process": 9101}
 _NO_FLAG = frozenset({"kafka_sasl_password", "database_password", "redis_password"})
 
 
+class _Parser(argparse.ArgumentParser):
+    """An invalid argument is one line and exit status 2, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tickpipe",
         description="Real-time market-data pipeline. Configuration: TICKPIPE_* variables "
         "(see the README) or the flags of each command.",
