@@ -23,6 +23,9 @@ _RECORD_ATTRIBUTES = frozenset(
 )
 
 
+_OWN_KEYS = frozenset({"time", "level", "service", "logger", "message"})
+
+
 def fields(event: str, **values: object) -> dict[str, object]:
     """The `extra=` of a log call: the event's stable name and its structured fields
     (venue, symbol, dependency, counts, durations with their unit in the name)."""
@@ -46,15 +49,17 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         entry: dict[str, object] = {
-            "event": message,
-            **event_fields(record),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,
-            "logger": record.name,
-            "message": message,
+            "event": message,
         }
+        for key, value in event_fields(record).items():
+            if key not in _OWN_KEYS:  # a field never hides the line's own keys
+                entry[key] = value
+        entry["logger"] = record.name
+        entry["message"] = message
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
