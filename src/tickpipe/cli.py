@@ -98,7 +98,6 @@ _MORE_HELP = {
     "http_max_connections": "connections the gateway handles at once (unset: WebSockets + 500)",
     "query_timeout_ms": "a gateway read running longer answers 503 (ms)",
     "candles_max_scan_days": "days of raw trades one candles request may scan",
-    "http_port": "HTTP port of the gateway",
 }
 _METRICS_PORT_DEFAULT = {"ingest": 9100, "process": 9101}
 
