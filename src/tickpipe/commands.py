@@ -23,6 +23,7 @@ from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
 from tickpipe.services.publishing import queued_publisher
 from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
+from tickpipe.telemetry.logs import fields
 from tickpipe.telemetry.probes import Check, DependencyFailing, probe_routes
 
 if TYPE_CHECKING:
@@ -42,7 +43,12 @@ HTTP_CONNECTION_HEADROOM = 500  # connections beyond the WebSocket limit, for HT
 async def migrate(settings: Settings) -> None:
     applied = await wiring.migrate_store(settings.database_url)
     where = describe_url(settings.database_url)
-    log.info("schema of %s is up to date (%s)", where, ", ".join(applied) or "nothing to apply")
+    log.info(
+        "schema of %s is up to date (%s)",
+        where,
+        ", ".join(applied) or "nothing to apply",
+        extra=fields("schema_up_to_date", migrations=list(applied)),
+    )
 
 
 async def run(settings: Settings) -> None:
@@ -109,6 +115,11 @@ async def ingest(settings: Settings) -> None:
                 source.describe(),
                 kafka.bootstrap_servers,
                 settings.kafka_topic,
+                extra=fields(
+                    "ingest_started",
+                    venues=list(settings.venues()),
+                    topic=settings.kafka_topic,
+                ),
             ),
         )
 
@@ -141,6 +152,9 @@ async def process(settings: Settings) -> None:
                 settings.kafka_group,
                 describe_url(settings.database_url),
                 settings.redis_channel,
+                extra=fields(
+                    "process_started", topic=settings.kafka_topic, group=settings.kafka_group
+                ),
             ),
         )
 
@@ -331,7 +345,13 @@ def _probe_server(settings: Settings, checks: dict[str, Check], default_port: in
 
 def _announce(server: HttpServer, what: str) -> None:
     host, port = _bound_address(server)
-    log.info("tickpipe %s; dashboard and API on http://%s:%d", what, host, port)
+    log.info(
+        "tickpipe %s; dashboard and API on http://%s:%d",
+        what,
+        host,
+        port,
+        extra=fields("http_serving", host=host, port=port),
+    )
 
 
 def _bound_address(server: HttpServer) -> tuple[str, int]:

@@ -22,7 +22,8 @@ from tickpipe.core.symbols import parse_venue_list, split_venue_symbols
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TICKPIPE_", extra="ignore")
+    # `.env` of the working directory: below the environment, above a --config file.
+    model_config = SettingsConfigDict(env_prefix="TICKPIPE_", extra="ignore", env_file=".env")
 
     # One venue or several, comma-separated; a venue is whatever module the registry finds
     # (adapters/exchanges/registry.py), so no list of names lives here.
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
             ValueFiles(settings_cls),
             VenueUrls(settings_cls),
             dotenv_settings,
+            TomlFile(settings_cls),
             file_secret_settings,
         )
 
@@ -124,6 +126,14 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected http(s)://host[:port][/path], got {value!r}")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
 
     @field_validator("symbols")
     @classmethod
@@ -208,6 +218,7 @@ class Settings(BaseSettings):
 
 
 PREFIX = "TICKPIPE_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FILE_SUFFIX = "_FILE"
 TEST_PREFIX = "TICKPIPE_TEST_"  # the test suite's own variables
 # Read by the Docker image's health check, not by tickpipe.
@@ -265,6 +276,74 @@ class VenueUrls(PydanticBaseSettingsSource):
                 value = read_value_file(variable, value)
             urls[match.group(1).lower()] = value
         return {"venue_urls": urls} if urls else {}
+
+
+class TomlFile(PydanticBaseSettingsSource):
+    """`tickpipe --config FILE`: settings by name (`sma_window = 50`) from a TOML file, below
+    the environment and `.env`. A name that is no setting is an error, not a silent no-op."""
+
+    path: str | None = None  # set by load_settings for one construction
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        if TomlFile.path is None:
+            return {}
+        import tomllib
+
+        try:
+            with open(TomlFile.path, "rb") as file:
+                values = tomllib.load(file)
+        except OSError as exc:
+            raise SettingsError(f"--config {TomlFile.path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"--config {TomlFile.path}: not TOML: {exc}") from None
+        for name in values:
+            if name not in self.settings_cls.model_fields:
+                close = difflib.get_close_matches(name, self.settings_cls.model_fields, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise SettingsError(f"--config {TomlFile.path}: {name!r} is not a setting{hint}")
+        return values
+
+
+def load_settings(overrides: Mapping[str, Any], config_file: str | None = None) -> Settings:
+    """Flags > TICKPIPE_* variables > TICKPIPE_*_FILE > .env > `config_file` > defaults."""
+    TomlFile.path = config_file
+    try:
+        return Settings(**overrides)
+    finally:
+        TomlFile.path = None
+
+
+SECRET_FIELDS = frozenset({"kafka_sasl_password", "database_password", "redis_password"})
+REDACTED = "***"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Every setting's effective value, passwords (fields and inside URLs) replaced."""
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr) or (name in SECRET_FIELDS and value is not None):
+            value = REDACTED
+        elif isinstance(value, str) and "://" in value:
+            value = _without_password(value)
+        values[name] = value
+    return values
+
+
+def _without_password(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return url
+    if not has_password:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostport}"))
 
 
 def read_value_file(variable: str, path: str) -> str:

@@ -20,6 +20,7 @@ from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 from websockets.asyncio.client import connect
 
+from fixtures.monitoring import exported_names, monitoring_expressions, unexported
 from fixtures.procs import free_port, tickpipe_process
 from fixtures.waiting import wait_until, wait_until_async
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
@@ -166,6 +167,7 @@ def test_four_services_store_every_trade_once(
         )
 
         ingest_port = free_port()
+        ingest_metrics: list[str] = []
         ws_url = f"ws://127.0.0.1:{gateway_port}/ws"
 
         async def ingest_while_listening() -> list[dict[str, object]]:
@@ -185,6 +187,8 @@ def test_four_services_store_every_trade_once(
                     30,
                     "both processors store a steady flow",
                 )
+                scrape = f"http://127.0.0.1:{ingest_port}/metrics"
+                ingest_metrics.append((await asyncio.to_thread(httpx.get, scrape)).text)
                 assert await asyncio.to_thread(ingest.terminate) == 0, ingest.log()
             return await listening
 
@@ -205,8 +209,24 @@ def test_four_services_store_every_trade_once(
             assert f"\n{family}" in process_metrics, family
         gateway_metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics").text
         assert "\ntickpipe_websocket_clients " in gateway_metrics
+        check_monitoring_names([*ingest_metrics, process_metrics, gateway_metrics])
         for proc in (process_1, process_2, gateway):
             assert proc.terminate() == 0, proc.log()
+
+
+def check_monitoring_names(metrics_answers: list[str]) -> None:
+    """Every metric the alert rules and the Grafana dashboard use is in a real /metrics answer
+    of ingest, process or gateway, after trades flowed (tests/deploy/test_monitoring.py proves
+    that a renamed metric fails this)."""
+    assert len(metrics_answers) == 3
+    exported = set().union(*(exported_names(text) for text in metrics_answers))
+    for flowed in (
+        "tickpipe_trades_ingested_total",
+        "tickpipe_exchange_to_processed_seconds_bucket",
+    ):
+        assert any(f"\n{flowed}{{" in text for text in metrics_answers), flowed
+    assert '\ntickpipe_dependency_up{dependency="kafka"} 1.0' in metrics_answers[0]
+    assert unexported(monitoring_expressions(), exported) == {}
 
 
 def ids_by_symbol(frames: list[dict[str, object]]) -> tuple[int, dict[str, int]]:

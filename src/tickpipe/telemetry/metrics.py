@@ -90,6 +90,11 @@ dependency_outages = Counter(
     "Times a dependency went from answering to failing (database, kafka, redis)",
     ["dependency"],
 )
+dependency_up = Gauge(
+    "tickpipe_dependency_up",
+    "1 while a dependency answers its readiness check, 0 while it fails (updated per scrape)",
+    ["dependency"],
+)
 
 # gateway
 websocket_clients = Gauge("tickpipe_websocket_clients", "Connected WebSocket clients")

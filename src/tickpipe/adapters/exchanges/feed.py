@@ -30,6 +30,7 @@ from tickpipe.backoff import backoff_delay_s
 from tickpipe.core.dedupe import RecentIds, SequentialIds, TradeIdFilter
 from tickpipe.core.trade import Trade
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,9 @@ class RateLimitedLog:
         if now - self._last_logged < self._interval_s:
             return
         counts = ", ".join(f"{k}: {n}" for k, n in sorted(self._pending.items()))
-        self._logger.warning("%s (%s); latest: %s", what, counts, detail)
+        self._logger.warning(
+            "%s (%s); latest: %s", what, counts, detail, extra={"counts": dict(self._pending)}
+        )
         self._pending.clear()
         self._last_logged = now
 
@@ -214,7 +217,14 @@ class ExchangeFeed:
             ended = await self._session(plan, ids, emit)
             if ended.immediate:
                 attempt, delay_s = 0, 0.0
-                log.info("%s: %s; reconnecting now", name, ended.why)
+                log.info(
+                    "%s: %s; reconnecting now",
+                    name,
+                    ended.why,
+                    extra=fields(
+                        "exchange_reconnecting", venue=name, reason=ended.why, delay_s=0.0
+                    ),
+                )
             else:
                 if ended.healthy:
                     attempt = 0
@@ -222,7 +232,15 @@ class ExchangeFeed:
                     attempt, settings.backoff_initial_s, settings.backoff_max_s
                 )
                 attempt += 1
-                log.warning("%s: %s; reconnecting in %.2f s", name, ended.why, delay_s)
+                log.warning(
+                    "%s: %s; reconnecting in %.2f s",
+                    name,
+                    ended.why,
+                    delay_s,
+                    extra=fields(
+                        "exchange_reconnecting", venue=name, reason=ended.why, delay_s=delay_s
+                    ),
+                )
             await asyncio.sleep(delay_s)
 
     async def _session(self, plan: ConnectionPlan, ids: TradeIdFilter, emit: Emit) -> _Ended:
@@ -254,6 +272,12 @@ class ExchangeFeed:
             venue.name,
             urlsplit(plan.url).netloc,
             len(plan.raw_symbols),
+            extra=fields(
+                "exchange_connected",
+                venue=venue.name,
+                host=urlsplit(plan.url).netloc,
+                symbols=len(plan.raw_symbols),
+            ),
         )
         try:
             for n, message in enumerate(plan.subscribe_messages):
