@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tickpipe.services.runtime import ServiceFailed
     from tickpipe.telemetry.logs import configure_logging
     from tickpipe.telemetry.tracing import setup_tracing, shutdown_tracing
-    from tickpipe.wiring import MissingDependency
+    from tickpipe.wiring import InvalidConfiguration, MissingDependency
 
     try:
         settings = load_settings(overrides, config_file)
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_command(args.command, settings, replay_options, export_options)
     except (MissingDependency, ServiceFailed, ReplayFailed, ExportFailed) as exc:
         _fail(str(exc))
-    except InvalidSymbol as exc:  # TICKPIPE_SYMBOLS, checked as the source opens
+    except (InvalidSymbol, InvalidConfiguration) as exc:  # checked as the adapters open
         _fail(f"invalid configuration: {exc}", code=2)
     except KeyboardInterrupt:
         pass
@@ -365,6 +365,9 @@ def print_settings(settings: Any) -> None:
     for name, value in redacted(settings).items():
         if value is None:
             print(f"# {name} = (unset)")
+        elif isinstance(value, dict):  # TICKPIPE_<VENUE>_URL: a TOML inline table
+            entries = ", ".join(f"{k} = {orjson.dumps(str(v)).decode()}" for k, v in value.items())
+            print(f"{name} = {{{' ' + entries + ' ' if entries else ''}}}")
         elif isinstance(value, bool | int | float):
             print(f"{name} = {str(value).lower() if isinstance(value, bool) else value}")
         else:

@@ -27,6 +27,10 @@ class MissingDependency(RuntimeError):
     """A required back-end is not configured or does not answer; the message is one line."""
 
 
+class InvalidConfiguration(ValueError):
+    """A setting's value is wrong (found as the adapters open); the message is one line."""
+
+
 def open_source(settings: Settings) -> VenueSources:
     """Every venue of TICKPIPE_SOURCE, each with its own loop; the registry finds the modules."""
     from tickpipe.adapters.exchanges.registry import (
@@ -55,7 +59,7 @@ def open_source(settings: Settings) -> VenueSources:
             for venue, raw_symbols in symbols.items()
         }
     except (UnknownVenue, ValueError) as exc:
-        raise MissingDependency(f"TICKPIPE_SOURCE/TICKPIPE_SYMBOLS: {exc}") from None
+        raise InvalidConfiguration(f"TICKPIPE_SOURCE/TICKPIPE_SYMBOLS: {exc}") from None
     return VenueSources(sources, symbols)
 
 

@@ -19,7 +19,7 @@ from tickpipe.adapters.exchanges.venues import VenueSources
 from tickpipe.config import Settings
 from tickpipe.core.trade import Side, Trade, new_trade
 from tickpipe.telemetry.probes import DependencyFailing
-from tickpipe.wiring import MissingDependency, open_source
+from tickpipe.wiring import InvalidConfiguration, open_source
 
 
 async def failing_venues(sources: VenueSources) -> dict[str, str]:
@@ -171,6 +171,6 @@ async def test_a_venue_is_added_by_its_module_alone() -> None:
 
 def test_an_unknown_venue_is_one_clear_error_listing_the_known_ones() -> None:
     """TICKPIPE_SOURCE=binanse names the venues there are."""
-    with pytest.raises(MissingDependency, match=r"unknown venue 'binanse'.*binance, coinbase"):
+    with pytest.raises(InvalidConfiguration, match=r"unknown venue 'binanse'.*binance, coinbase"):
         open_source(Settings(source="binanse"))
     assert {"binance", "coinbase", "kraken", "simulated"} <= set(registry.known_venues())
