@@ -115,6 +115,7 @@ class Processor:
         self._stop_deadline_s: float | None = None
         self._in_flight: asyncio.Task[None] | None = None
         self._in_flight_batch: LedgerBatch | None = None
+        self._detached: set[asyncio.Task[None]] = set()  # batches in flight when revoked
         self._attempts: set[asyncio.Timeout] = set()  # dependency calls under way
         self._log_retry = {"database": RateLimitedLog(log), "kafka": RateLimitedLog(log)}
         consumer.on_revoke(self._on_revoke)
@@ -272,9 +273,12 @@ class Processor:
                 # A slow or hung store must not hold the group up: rebalances go on meanwhile.
                 await self._consumer.serve_group()
                 if batch is not None and not self._ledger.owns(batch):
-                    # Revoked while in flight: already forgotten, so it may go half-way.
-                    task.cancel()
-                    log.info("dropped the batch in flight: its partitions were revoked")
+                    # Revoked while in flight: already forgotten, it can move no commit. It is
+                    # left to end by itself (cancelling a call on a hung connection leaks it
+                    # from the pool); the processor goes on with its new assignment.
+                    self._detached.add(task)
+                    task.add_done_callback(self._forget_detached)
+                    log.info("left the batch in flight behind: its partitions were revoked")
                     return
         finally:
             stopping.cancel()
@@ -285,6 +289,11 @@ class Processor:
             await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
             raise _GaveUp(f"the batch in flight did not finish within {self._stop_budget_s}s")
         task.result()
+
+    def _forget_detached(self, task: asyncio.Task[None]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("a batch left behind ended: %s", task.exception())
 
     def _deadline_s(self) -> float:
         if self._stop_deadline_s is None:
