@@ -302,9 +302,16 @@ class ReadPool:
 class PostgresStore:
     """TradeStore on two asyncpg pools (writes, reads); each write is one transaction."""
 
-    def __init__(self, pool: Any, location: str, read_pool: ReadPool | None = None) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        location: str,
+        read_pool: ReadPool | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self._pool = pool
         self._location = location
+        self._database_url = database_url
         self._reads = read_pool or ReadPool(pool, STATEMENT_TIMEOUT_MS / 1000)
         self._candles = PostgresCandles(self._reads)
 
@@ -417,9 +424,28 @@ class PostgresStore:
         return [_scored(row) for row in await self._reads.fetch(_SYMBOLS)]
 
     async def ping(self) -> None:
+        """On a connection of its own: a probe cut short on a hung server must not leave a
+        pool connection stuck in its cancellation (probes every few seconds drained the pool
+        the processor writes through)."""
+        if self._database_url is None:
+            await self._ping_on(self._pool)
+            return
+        connection = None
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
-                await self._pool.fetchval("SELECT 1")
+                connection = await asyncpg.connect(self._database_url, timeout=PING_TIMEOUT_S)
+                await connection.fetchval("SELECT 1")
+                await connection.close()
+        except UNREACHABLE_ERRORS as exc:
+            raise unavailable(self._location, exc) from exc
+        finally:
+            if connection is not None and not connection.is_closed():
+                connection.terminate()  # at once: a polite close could hang like the query
+
+    async def _ping_on(self, pool: Any) -> None:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await pool.fetchval("SELECT 1")
         except UNREACHABLE_ERRORS as exc:
             raise unavailable(self._location, exc) from exc
 
@@ -490,7 +516,7 @@ async def open_postgres_store(
     except UNREACHABLE_ERRORS as exc:
         await pool.close()
         raise unavailable(location, exc) from exc
-    store = PostgresStore(pool, location, ReadPool(read_pool, query_timeout_s))
+    store = PostgresStore(pool, location, ReadPool(read_pool, query_timeout_s), database_url)
     if not await pool.fetchval("SELECT to_regclass('trades') IS NOT NULL"):
         await store.close()
         raise StoreUnavailable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -248,15 +249,17 @@ class KafkaConsumer:
         paused partition and fetches again from the position on resume). What a partition
         assigned during this very call delivers is kept for the next poll."""
         consumer = self._consumer
-        assigned = consumer.assignment()
-        if assigned:
-            consumer.pause(assigned)
+        paused = consumer.assignment()
+        if paused:
+            consumer.pause(paused)
         try:
             raw = consumer.consume(_SERVE_MAX_MESSAGES, 0.05)
         finally:
-            assigned = consumer.assignment()
-            if assigned:
-                consumer.resume(assigned)
+            # Exactly what was paused, assigned or not by now: librdkafka keeps a partition's
+            # pause across a revocation, and a partition assigned back paused is never read.
+            if paused:
+                with contextlib.suppress(KafkaException):
+                    consumer.resume(paused)
         return [self._to_bus_message(message) for message in raw if message.error() is None]
 
     @staticmethod
@@ -322,6 +325,8 @@ class KafkaConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update(p.partition for p in partitions)
+        with contextlib.suppress(KafkaException):  # a partition is never handed over paused
+            consumer.resume(partitions)
         self._outages.up()
         _log.info("assigned partitions %s of %s", [p.partition for p in partitions], self._topic)
 
