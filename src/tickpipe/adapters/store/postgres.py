@@ -229,7 +229,8 @@ async def connect_postgres(database_url: str) -> Any:
 _PG_EPOCH_US = 946_684_800_000_000
 
 
-def _encode_time_us(time_us: int) -> tuple[int]:
+def pg_time(time_us: int) -> tuple[int]:
+    """Unix microseconds as the writer's connections take a `timestamptz` (configure_writer)."""
     return (time_us - _PG_EPOCH_US,)
 
 
@@ -238,13 +239,14 @@ def _decode_time_us(pg_time: tuple[int]) -> int:
 
 
 async def configure_writer(connection: Any) -> None:
-    """On the writer's connections `timestamptz` travels as integer microseconds since the Unix
-    epoch (`*_time_us`), in the binary wire format: no datetime per row on the hot path (two of
-    them cost more than the rest of a row). Reads that need datetimes use the read pool."""
+    """On the writer's connections a `timestamptz` is given as `pg_time(time_us)`, the binary
+    wire form itself (microseconds since 2000-01-01), and read back as Unix microseconds: no
+    datetime per row on the hot path (two of them cost more than the rest of a row). Reads
+    that need datetimes use the read pool."""
     await connection.set_type_codec(
         "timestamptz",
         schema="pg_catalog",
-        encoder=_encode_time_us,
+        encoder=tuple,  # the value is already the wire tuple: no Python call per value
         decoder=_decode_time_us,
         format="tuple",
     )
@@ -256,7 +258,7 @@ def copy_record(scored: ScoredTrade) -> tuple[Any, ...]:
     trade = scored.trade
     sma = scored.sma
     return (
-        trade.exchange_time_us,
+        (trade.exchange_time_us - _PG_EPOCH_US,),
         trade.exchange,
         trade.symbol,
         trade.trade_id,
@@ -265,7 +267,7 @@ def copy_record(scored: ScoredTrade) -> tuple[Any, ...]:
         trade.side,
         None if sma is None else float(sma),
         scored.signal,
-        trade.ingest_time_us,
+        (trade.ingest_time_us - _PG_EPOCH_US,),
     )
 
 
@@ -350,7 +352,7 @@ class PostgresStore:
             trade.exchange,
             trade.symbol,
             trade.trade_id,
-            trade.exchange_time_us,  # the writer's codec: see configure_writer
+            pg_time(trade.exchange_time_us),  # the writer's codec: see configure_writer
             count,
         )
         return [row["price"] for row in rows]
