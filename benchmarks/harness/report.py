@@ -153,10 +153,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
         cold = latency["cold_start_ms"]
+        cold_p99 = f"{cold['p99']:.1f}" if cold["count"] else "no frame yet"
         table.append(
             Row(
                 "ingest -> WebSocket client p99, first 5 s after launch / steady state",
-                f"{cold['p99']:.1f} / {latency['ingest_to_client_ms']['p99']:.1f} ms",
+                f"{cold_p99} / {latency['ingest_to_client_ms']['p99']:.1f} ms",
                 f"broker round trip p99 {rtt['p99']:.1f} ms",
                 "",
                 "",
