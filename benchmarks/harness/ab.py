@@ -63,10 +63,11 @@ def main() -> None:
                             rows.append(
                                 (label, result.trades_per_s, result.cpu_pct, result.peak_rss_mib)
                             )
+                            cpu_us = 1e4 * result.cpu_pct / result.trades_per_s
                             print(
                                 f"pair {pair + 1} {label:>10}: {result.trades_per_s:8,.0f} "
-                                f"trades/s  CPU {result.cpu_pct:4.0f} %  "
-                                f"RSS {result.peak_rss_mib:4.0f} MiB",
+                                f"trades/s  CPU {result.cpu_pct:4.0f} % = {cpu_us:5.1f} us/trade"
+                                f"  RSS {result.peak_rss_mib:4.0f} MiB",
                                 flush=True,
                             )
                     ceiling = database.insert_rates(database_url, args.trades)
@@ -75,11 +76,13 @@ def main() -> None:
                         f"plain COPY {ceiling['copy']:,.0f} rows/s"
                     )
                     for label in (args.baseline, "this tree"):
-                        rates = [rate for name, rate, _, _ in rows if name == label]
-                        best = max(rates)
+                        runs = [(rate, cpu) for name, rate, cpu, _ in rows if name == label]
+                        best = max(rate for rate, _ in runs)
+                        cpu_us = min(1e4 * cpu / rate for rate, cpu in runs)
                         print(
                             f"{label:>10}: best {best:,.0f} trades/s = "
-                            f"{best / ceiling['idempotent']:.2f}x the idempotent ceiling"
+                            f"{best / ceiling['idempotent']:.2f}x the idempotent ceiling; "
+                            f"least CPU {cpu_us:.1f} us/trade"
                         )
                 finally:
                     infra.drop_database(DATABASE_NAME)
