@@ -4,7 +4,7 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 # Only the tickpipe wheel: its dependencies are binary wheels the runtime stage installs directly.
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
@@ -17,10 +17,12 @@ RUN groupadd --system --gid 10001 tickpipe \
     && useradd --system --uid 10001 --gid tickpipe --home-dir /app --shell /usr/sbin/nologin tickpipe \
     && install -d -o tickpipe -g tickpipe /app
 COPY --from=build /wheels/ /tmp/wheels/
+# The versions of constraints.txt (scripts/lock), so that a rebuild installs the same packages.
+COPY constraints.txt /tmp/constraints.txt
 # `set --` expands the wheel's file name; `[otlp]` after a glob would be read as a character class.
 RUN set -- /tmp/wheels/tickpipe-*.whl \
-    && pip install --no-cache-dir "$1[otlp]" \
-    && rm -rf /tmp/wheels
+    && pip install --no-cache-dir --constraint /tmp/constraints.txt "$1[otlp]" \
+    && rm -rf /tmp/wheels /tmp/constraints.txt
 
 WORKDIR /app
 # Listen on every interface of the container; TICKPIPE_HEALTH_PORT is the port of /healthz

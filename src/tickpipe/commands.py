@@ -23,12 +23,14 @@ from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
 from tickpipe.services.publishing import queued_publisher
 from tickpipe.services.runtime import HttpServer, Worker, http_server, run_service
+from tickpipe.telemetry.logs import fields
 from tickpipe.telemetry.probes import Check, DependencyFailing, probe_routes
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from tickpipe.ports import TradeRecording
+    from tickpipe.services.export import ExportOptions
     from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
 log = logging.getLogger("tickpipe")
@@ -41,7 +43,12 @@ HTTP_CONNECTION_HEADROOM = 500  # connections beyond the WebSocket limit, for HT
 async def migrate(settings: Settings) -> None:
     applied = await wiring.migrate_store(settings.database_url)
     where = describe_url(settings.database_url)
-    log.info("schema of %s is up to date (%s)", where, ", ".join(applied) or "nothing to apply")
+    log.info(
+        "schema of %s is up to date (%s)",
+        where,
+        ", ".join(applied) or "nothing to apply",
+        extra=fields("schema_up_to_date", migrations=list(applied)),
+    )
 
 
 async def run(settings: Settings) -> None:
@@ -67,6 +74,7 @@ async def run(settings: Settings) -> None:
         checks = _store_checks(store) | {
             "pubsub": updates.feed.ping,
             "processor": _healthy(processor),
+            "venues": source.check,  # names each venue down
         }
         if settings.uses_kafka():
             checks["kafka"] = wiring.kafka_check(settings)
@@ -88,8 +96,7 @@ async def run(settings: Settings) -> None:
             server,
             on_started=lambda: _announce(
                 server,
-                f"run: {settings.source} {','.join(settings.symbol_list())}"
-                f" -> {describe_url(settings.database_url)}",
+                f"run: {source.describe()} -> {describe_url(settings.database_url)}",
             ),
         )
 
@@ -98,17 +105,21 @@ async def ingest(settings: Settings) -> None:
     kafka = wiring.require_kafka(settings, "ingest")
     async with wiring.open_kafka_sink(settings, "ingest") as sink:
         source = wiring.open_source(settings)
-        checks = {"kafka": wiring.kafka_check(settings)}
+        checks = {"kafka": wiring.kafka_check(settings), "venues": source.check}
         server = _probe_server(settings, checks, DEFAULT_INGEST_METRICS_PORT)
         await run_service(
             [_ingest_worker(source, sink)],
             server,
             on_started=lambda: log.info(
-                "ingesting %s %s into Kafka %s topic %r",
-                settings.source,
-                ",".join(settings.symbol_list()),
+                "ingesting %s into Kafka %s topic %r",
+                source.describe(),
                 kafka.bootstrap_servers,
                 settings.kafka_topic,
+                extra=fields(
+                    "ingest_started",
+                    venues=list(settings.venues()),
+                    topic=settings.kafka_topic,
+                ),
             ),
         )
 
@@ -141,6 +152,9 @@ async def process(settings: Settings) -> None:
                 settings.kafka_group,
                 describe_url(settings.database_url),
                 settings.redis_channel,
+                extra=fields(
+                    "process_started", topic=settings.kafka_topic, group=settings.kafka_group
+                ),
             ),
         )
 
@@ -331,7 +345,13 @@ def _probe_server(settings: Settings, checks: dict[str, Check], default_port: in
 
 def _announce(server: HttpServer, what: str) -> None:
     host, port = _bound_address(server)
-    log.info("tickpipe %s; dashboard and API on http://%s:%d", what, host, port)
+    log.info(
+        "tickpipe %s; dashboard and API on http://%s:%d",
+        what,
+        host,
+        port,
+        extra=fields("http_serving", host=host, port=port),
+    )
 
 
 def _bound_address(server: HttpServer) -> tuple[str, int]:
@@ -342,7 +362,30 @@ def _bound_address(server: HttpServer) -> tuple[str, int]:
     return server.config.host, server.config.port
 
 
-def run_command(name: str, settings: Settings, replay_options: ReplayOptions | None = None) -> None:
+async def export(settings: Settings, options: ExportOptions) -> None:
+    """The stored trades of one symbol into a file (TICKPIPE_DATABASE_URL), oldest first."""
+    from tickpipe.adapters.store.errors import StoreUnavailable
+    from tickpipe.adapters.store.export_reads import StoredTrades
+    from tickpipe.services.export import ExportFailed, export_trades
+
+    try:
+        rows = StoredTrades(settings.database_url, options.query)
+        summary = await export_trades(rows, options.export_format, options.path)
+    except (StoreUnavailable, ValueError) as exc:
+        raise ExportFailed(str(exc)) from None
+    log.info("%s", summary)
+
+
+def run_command(
+    name: str,
+    settings: Settings,
+    replay_options: ReplayOptions | None = None,
+    export_options: ExportOptions | None = None,
+) -> None:
+    if name == "export":
+        assert export_options is not None  # cli.py always builds them for `export`
+        asyncio.run(export(settings, export_options))
+        return
     if name == "replay":
         assert replay_options is not None  # cli.py always builds them for `replay`
         asyncio.run(replay(settings, replay_options))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -17,24 +18,19 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from tickpipe.core.symbols import parse_symbol_list
-
-SourceName = Literal["simulated", "binance", "coinbase", "kraken"]
-
-DEFAULT_SYMBOLS: dict[str, str] = {
-    "simulated": "BTCUSDT,ETHUSDT",
-    "binance": "BTCUSDT,ETHUSDT",
-    "coinbase": "BTC-USD,ETH-USD",
-    "kraken": "BTC/USD,ETH/USD",
-}
+from tickpipe.core.symbols import parse_venue_list, split_venue_symbols
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TICKPIPE_", extra="ignore")
+    # `.env` of the working directory: below the environment, above a --config file.
+    model_config = SettingsConfigDict(env_prefix="TICKPIPE_", extra="ignore", env_file=".env")
 
-    source: SourceName = "simulated"
-    symbols: str = ""
-    exchange_url: str | None = None
+    # One venue or several, comma-separated; a venue is whatever module the registry finds
+    # (adapters/exchanges/registry.py), so no list of names lives here.
+    source: str = "simulated"
+    symbols: str = ""  # `venue:symbol` entries; the prefix is required with several venues
+    exchange_url: str | None = None  # the one venue's URL (TICKPIPE_<VENUE>_URL per venue)
+    venue_urls: dict[str, str] = Field(default_factory=dict)  # from TICKPIPE_<VENUE>_URL
     exchange_idle_timeout_s: float = Field(default=30.0, gt=0)
     sim_rate: float = Field(default=20.0, gt=0)
     sim_seed: int | None = None
@@ -97,7 +93,9 @@ class Settings(BaseSettings):
             init_settings,
             env_settings,
             ValueFiles(settings_cls),
+            VenueUrls(settings_cls),
             dotenv_settings,
+            TomlFile(settings_cls),
             file_secret_settings,
         )
 
@@ -129,14 +127,59 @@ class Settings(BaseSettings):
             raise ValueError(f"expected http(s)://host[:port][/path], got {value!r}")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
+
     @field_validator("symbols")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    def symbol_list(self) -> tuple[str, ...]:
-        """The configured symbols in the exchange's own notation (defaults per source)."""
-        return parse_symbol_list(self.symbols or DEFAULT_SYMBOLS[self.source])
+    @field_validator("source")
+    @classmethod
+    def _venue_list(cls, value: str) -> str:
+        return ",".join(parse_venue_list(value))
+
+    @model_validator(mode="after")
+    def _symbols_per_venue(self) -> Settings:
+        venues = self.venues()
+        by_venue = split_venue_symbols(self.symbols, venues)  # ValueError names the entry
+        if len(venues) > 1:
+            if self.exchange_url is not None:
+                raise ValueError(
+                    "TICKPIPE_EXCHANGE_URL names one exchange; with several venues set"
+                    " TICKPIPE_<VENUE>_URL for each venue that needs one"
+                )
+            missing = [venue for venue in venues if venue not in by_venue]
+            if missing:
+                raise ValueError(
+                    "with several venues, TICKPIPE_SYMBOLS must name symbols of each as"
+                    f" venue:symbol; none for {', '.join(missing)}"
+                )
+        return self
+
+    def venues(self) -> tuple[str, ...]:
+        """The venues of TICKPIPE_SOURCE, in order."""
+        return parse_venue_list(self.source)
+
+    def venue_symbols(
+        self, default_symbols: Callable[[str], Sequence[str]]
+    ) -> dict[str, tuple[str, ...]]:
+        """Each venue's symbols in its own notation; a lone venue without any configured gets
+        `default_symbols(venue)`."""
+        by_venue = split_venue_symbols(self.symbols, self.venues())
+        return {
+            venue: by_venue.get(venue) or tuple(default_symbols(venue)) for venue in self.venues()
+        }
+
+    def venue_url(self, venue: str) -> str | None:
+        """TICKPIPE_<VENUE>_URL, else TICKPIPE_EXCHANGE_URL for a lone venue; None: public."""
+        return self.venue_urls.get(venue) or self.exchange_url
 
     def uses_kafka(self) -> bool:
         """Kafka is named: by its bootstrap servers, or by a properties file that may hold them."""
@@ -158,6 +201,7 @@ class Settings(BaseSettings):
     def unknown_variables(cls, environ: Mapping[str, str]) -> list[str]:
         """One line per TICKPIPE_* variable that names no setting (a typo?), with a suggestion."""
         known = {f"{PREFIX}{name.upper()}" for name in cls.model_fields}
+        known |= {f"{PREFIX}{venue.upper()}_URL" for venue in _listed_venues(environ)}
         known |= {f"{name}{FILE_SUFFIX}" for name in known} | NOT_SETTINGS
         lines = []
         for variable in sorted(name.upper() for name in environ):
@@ -174,6 +218,7 @@ class Settings(BaseSettings):
 
 
 PREFIX = "TICKPIPE_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FILE_SUFFIX = "_FILE"
 TEST_PREFIX = "TICKPIPE_TEST_"  # the test suite's own variables
 # Read by the Docker image's health check, not by tickpipe.
@@ -199,6 +244,106 @@ class ValueFiles(PydanticBaseSettingsSource):
                 raise SettingsError(f"set {variable} or {variable}{FILE_SUFFIX}, not both")
             values[field_name] = read_value_file(variable + FILE_SUFFIX, path)
         return values
+
+
+def _listed_venues(environ: Mapping[str, str]) -> tuple[str, ...]:
+    listed = {name.upper(): value for name, value in environ.items()}.get(f"{PREFIX}SOURCE", "")
+    try:
+        return parse_venue_list(listed)
+    except ValueError:
+        return ()
+
+
+_VENUE_URL = re.compile(rf"{PREFIX}([A-Z][A-Z0-9_]*)_URL({FILE_SUFFIX})?")
+
+
+class VenueUrls(PydanticBaseSettingsSource):
+    """TICKPIPE_<VENUE>_URL (or its _FILE) for any venue: the names are not settings fields,
+    since a venue is added by writing its module alone."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        taken = {name.removesuffix("_url") for name in fields if name.endswith("_url")}
+        urls: dict[str, str] = {}
+        for variable, value in sorted(os.environ.items()):
+            match = _VENUE_URL.fullmatch(variable.upper())
+            if match is None or match.group(1).lower() in taken:
+                continue
+            if match.group(2):
+                value = read_value_file(variable, value)
+            urls[match.group(1).lower()] = value
+        return {"venue_urls": urls} if urls else {}
+
+
+class TomlFile(PydanticBaseSettingsSource):
+    """`tickpipe --config FILE`: settings by name (`sma_window = 50`) from a TOML file, below
+    the environment and `.env`. A name that is no setting is an error, not a silent no-op."""
+
+    path: str | None = None  # set by load_settings for one construction
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        if TomlFile.path is None:
+            return {}
+        import tomllib
+
+        try:
+            with open(TomlFile.path, "rb") as file:
+                values = tomllib.load(file)
+        except OSError as exc:
+            raise SettingsError(f"--config {TomlFile.path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"--config {TomlFile.path}: not TOML: {exc}") from None
+        for name in values:
+            if name not in self.settings_cls.model_fields:
+                close = difflib.get_close_matches(name, self.settings_cls.model_fields, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise SettingsError(f"--config {TomlFile.path}: {name!r} is not a setting{hint}")
+        return values
+
+
+def load_settings(overrides: Mapping[str, Any], config_file: str | None = None) -> Settings:
+    """Flags > TICKPIPE_* variables > TICKPIPE_*_FILE > .env > `config_file` > defaults."""
+    TomlFile.path = config_file
+    try:
+        return Settings(**overrides)
+    finally:
+        TomlFile.path = None
+
+
+SECRET_FIELDS = frozenset({"kafka_sasl_password", "database_password", "redis_password"})
+REDACTED = "***"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Every setting's effective value, passwords (fields and inside URLs) replaced."""
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr) or (name in SECRET_FIELDS and value is not None):
+            value = REDACTED
+        elif isinstance(value, str) and "://" in value:
+            value = _without_password(value)
+        values[name] = value
+    return values
+
+
+def _without_password(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return url
+    if not has_password:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostport}"))
 
 
 def read_value_file(variable: str, path: str) -> str:

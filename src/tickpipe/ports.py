@@ -73,6 +73,10 @@ class TradeConsumer(Protocol):
         already). It must not block. It returns the offsets still to commit for them, which
         the bus may commit before letting them go (never when lost)."""
 
+    async def serve_group(self) -> None:
+        """Lets the bus run its group protocol (rebalances: `on_revoke` may be called) without
+        handing out messages; called while the processor waits on a slow store."""
+
     async def close(self) -> None: ...
 
 

@@ -5,38 +5,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tickpipe.config import Settings
 from tickpipe.ports import (
     TradeConsumer,
     TradeSink,
-    TradeSource,
     TradeStore,
     UpdateFeed,
     UpdatePublisher,
 )
+
+if TYPE_CHECKING:
+    from tickpipe.adapters.exchanges.venues import VenueSources
 
 
 class MissingDependency(RuntimeError):
     """A required back-end is not configured or does not answer; the message is one line."""
 
 
-def open_source(settings: Settings) -> TradeSource:
-    symbols = settings.symbol_list()
-    if settings.source == "simulated":
-        from tickpipe.adapters.exchanges.simulated import SimulatedMarket
+class InvalidConfiguration(ValueError):
+    """A setting's value is wrong (found as the adapters open); the message is one line."""
 
-        run_start_us = time.time_ns() // 1000
-        return SimulatedMarket(symbols, settings.sim_rate, settings.sim_seed, run_start_us)
-    # Each venue module declares its VENUE; the reconnect loop is the same for all of them.
-    from tickpipe.adapters.exchanges.feed import exchange_source
 
-    venue = importlib.import_module(f"tickpipe.adapters.exchanges.{settings.source}").VENUE
-    return exchange_source(venue, symbols, settings.exchange_url, settings.exchange_idle_timeout_s)
+def open_source(settings: Settings) -> VenueSources:
+    """Every venue of TICKPIPE_SOURCE, each with its own loop; the registry finds the modules."""
+    from tickpipe.adapters.exchanges.registry import (
+        SourceOptions,
+        UnknownVenue,
+        default_symbols,
+        open_venue,
+    )
+    from tickpipe.adapters.exchanges.venues import VenueSources
+
+    run_start_us = time.time_ns() // 1000
+    try:
+        symbols = settings.venue_symbols(default_symbols)
+        sources = {
+            venue: open_venue(
+                venue,
+                raw_symbols,
+                SourceOptions(
+                    url=settings.venue_url(venue),
+                    idle_timeout_s=settings.exchange_idle_timeout_s,
+                    sim_rate=settings.sim_rate,
+                    sim_seed=settings.sim_seed,
+                    run_start_us=run_start_us,
+                ),
+            )
+            for venue, raw_symbols in symbols.items()
+        }
+    except (UnknownVenue, ValueError) as exc:
+        raise InvalidConfiguration(f"TICKPIPE_SOURCE/TICKPIPE_SYMBOLS: {exc}") from None
+    return VenueSources(sources, symbols)
 
 
 async def migrate_store(database_url: str) -> list[str]:

@@ -164,7 +164,7 @@ async def test_store_on_unreachable_postgres_is_unavailable() -> None:
 async def test_missing_postgres_database_is_store_unavailable(postgres_url: str) -> None:
     """On a server that answers, a database that does not exist is named in the error."""
     with pytest.raises(StoreUnavailable, match="tickpipe_test_missing"):
-        await migrate(database_url("tickpipe_test_missing"))
+        await migrate(database_url(postgres_url, "tickpipe_test_missing"))
 
 
 @pytest.mark.infra

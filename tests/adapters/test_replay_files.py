@@ -136,9 +136,9 @@ def test_json_lines_keep_every_digit_and_the_recorded_ingest_time(tmp_path: Path
         ("[1, 2]", "not a JSON object"),
         ('{"exchange": "binance", "symbol": "BTCUSDT"}', "missing field 'trade_id'"),
         (
-            '{"exchange": "nasdaq", "symbol": "AAPL", "trade_id": "1", "price": "1",'
+            '{"exchange": "NASDAQ", "symbol": "AAPL", "trade_id": "1", "price": "1",'
             ' "quantity": "1", "exchange_time_us": 1714564800000000}',
-            "unknown exchange 'nasdaq'",
+            "unknown exchange 'NASDAQ'",
         ),
         (
             '{"exchange": "binance", "symbol": "BTC$", "trade_id": "1", "price": "1",'

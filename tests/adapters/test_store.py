@@ -254,14 +254,14 @@ async def test_ping_answers(store: TradeStore) -> None:
 
 @pytest.mark.infra
 async def test_postgres_ping_fails_clearly_once_the_database_is_gone(
-    empty_postgres_url: str,
+    empty_postgres_url: str, postgres_admin_url: str
 ) -> None:
     """ping raises StoreUnavailable (the gateway's readyz answers 503) when PostgreSQL is gone."""
     await migrate(empty_postgres_url)
     store = await open_postgres_store(empty_postgres_url)
     try:
         await store.ping()
-        drop_database(empty_postgres_url.rsplit("/", 1)[-1])
+        drop_database(postgres_admin_url, empty_postgres_url.rsplit("/", 1)[-1])
         with pytest.raises(StoreUnavailable, match=r"PostgreSQL at .* is unavailable"):
             await store.ping()
     finally:

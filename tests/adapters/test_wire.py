@@ -120,7 +120,7 @@ def test_undecodable_bytes_say_not_a_trade(value: bytes) -> None:
         ({"symbol": "BTC-USD"}, "symbol"),
         ({"symbol": "btcusdt"}, "symbol"),
         ({"symbol": ""}, "symbol"),
-        ({"exchange": "ftx"}, "exchange"),
+        ({"exchange": "FTX"}, "exchange"),  # any lower-case venue name is valid
         ({"exchange": ""}, "exchange"),
         ({"trade_id": ""}, "trade_id"),
         ({"trade_id": "x" * 65}, "trade_id"),

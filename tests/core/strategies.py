@@ -6,7 +6,15 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from tickpipe.core.trade import EXCHANGES, MAX_CLOCK_SKEW_US, MIN_TIME_US, Side, Trade, new_trade
+from tickpipe.core.trade import (
+    EXCHANGES,
+    MAX_CLOCK_SKEW_US,
+    MAX_DECIMAL_DIGITS,
+    MIN_TIME_US,
+    Side,
+    Trade,
+    new_trade,
+)
 
 # Trades from 2009 up to the year 2100: plausible exchange clocks.
 MAX_TEST_TIME_US = 4_102_444_800_000_000
@@ -28,6 +36,25 @@ def exact_decimals(draw: st.DrawFn, max_digits: int = 38, min_exp: int = -20) ->
     exponent = draw(st.integers(min_exp, 10))
     digits = draw(st.integers(1, 10 ** (max_digits - max(exponent, 0)) - 1))
     return Decimal(f"{digits}E{exponent}")
+
+
+# The validator's corners (each spans exactly 38 digits) and the 35-digit price that a 34-digit
+# VWAP division once rounded below itself.
+EXTREME_AMOUNTS = [
+    Decimal("9" * MAX_DECIMAL_DIGITS),
+    Decimal("1E-38"),
+    Decimal("0." + "9" * MAX_DECIMAL_DIGITS),
+    Decimal("1" + "0" * (MAX_DECIMAL_DIGITS - 2) + "1"),
+    Decimal("1." + "0" * (MAX_DECIMAL_DIGITS - 2) + "1"),
+    Decimal("10000000000000000000000000000000001"),
+]
+
+
+def extreme_amounts() -> st.SearchStrategy[Decimal]:
+    """Anything the validator accepts, down to its limits: 38 digits from 1E-38 to 10^38 - 1."""
+    return st.one_of(
+        exact_decimals(MAX_DECIMAL_DIGITS, -MAX_DECIMAL_DIGITS), st.sampled_from(EXTREME_AMOUNTS)
+    )
 
 
 @st.composite

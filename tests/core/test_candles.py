@@ -6,10 +6,10 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from core.strategies import exact_decimals, prices
+from core.strategies import EXTREME_AMOUNTS, exact_decimals, extreme_amounts, prices
 from tickpipe.core.candles import (
     Candle,
     CandleInterval,
@@ -24,7 +24,11 @@ DAY_US = 86_400_000_000
 
 Row = tuple[int, Decimal, Decimal]
 rows = st.lists(
-    st.tuples(st.integers(0, 3 * DAY_US), st.one_of(prices(), exact_decimals()), prices()),
+    st.tuples(
+        st.integers(0, 3 * DAY_US),
+        st.one_of(prices(), exact_decimals(), extreme_amounts()),
+        st.one_of(prices(), extreme_amounts()),
+    ),
     max_size=60,
 )
 intervals = st.sampled_from(list(CandleInterval))
@@ -73,6 +77,8 @@ def test_interval_lengths_divide_a_day() -> None:
 
 
 @given(rows, intervals)
+# Found in CI: a 34-digit VWAP division put a single 35-digit price's VWAP below its own low.
+@example([(0, Decimal("10000000000000000000000000000000001"), Decimal("1"))], CandleInterval.S1)
 def test_aggregation_equals_a_naive_group_by(trades: list[Row], interval: CandleInterval) -> None:
     """Given rows in (time, processing) order, the streaming fold equals a naive group-by,
     digit for digit (the sums are exact)."""
@@ -81,6 +87,19 @@ def test_aggregation_equals_a_naive_group_by(trades: list[Row], interval: Candle
     assert folded == naive_candles(ordered, interval.length_us)
     for candle in folded:
         assert candle.low <= candle.vwap <= candle.high
+
+
+@pytest.mark.parametrize("price", EXTREME_AMOUNTS, ids=str)
+@pytest.mark.parametrize("quantity", EXTREME_AMOUNTS, ids=str)
+def test_one_price_at_the_validator_limits_is_its_own_vwap(
+    price: Decimal, quantity: Decimal
+) -> None:
+    """However many digits the validator lets through, a candle of one price (one trade or
+    several) has exactly that price as VWAP: the division is wide enough not to round it."""
+    [single] = aggregate_candles([(5, price, quantity)], MINUTE_US)
+    [repeated] = aggregate_candles([(5, price, quantity), (6, price, Decimal(3))], MINUTE_US)
+    assert single.vwap == price
+    assert repeated.vwap == price
 
 
 def test_vwap_is_the_volume_weighted_mean() -> None:

@@ -53,3 +53,14 @@ def test_an_increasing_stream_with_replays_comes_out_once_in_order(
     for ids in (SequentialIds(), RecentIds(window=100)):
         emitted = [n for n in stream if ids.admit("X", str(n)).new]
         assert emitted == list(range(1, sent + 1))
+
+
+def test_forgotten_symbols_admit_their_ids_again() -> None:
+    """After forget, an id seen before is new again for that symbol only (a revoked stream)."""
+    recent = RecentIds(window=8)
+    assert recent.admit("A", "1").new
+    assert recent.admit("B", "1").new
+    recent.forget(["A"])
+    assert recent.admit("A", "1").new
+    assert not recent.admit("B", "1").new
+    assert len(recent) == 2

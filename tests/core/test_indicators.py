@@ -8,17 +8,17 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from core.strategies import exact_decimals, prices
+from core.strategies import EXTREME_AMOUNTS, exact_decimals, extreme_amounts, prices
 from core.test_rolling import random_walk_prices
 from tickpipe.core.indicators import Ema, RollingVwap
 
 windows = st.integers(1, 30)
 # EMA is float math: relative agreement within a few ulps per step is all one can ask.
 EMA_TOLERANCE = 1e-9
-VWAP_TOLERANCE = Fraction(1, 10**32)  # the result is rounded to 34 significant digits
+VWAP_TOLERANCE = Fraction(1, 10**37)  # the result is rounded to 38 significant digits
 
 
 def naive_ema(values: list[Decimal], window: int) -> Fraction | None:
@@ -57,6 +57,24 @@ def test_ema_equals_the_closed_form_after_every_price(window: int, values: list[
             assert returned == pytest.approx(float(expected), rel=EMA_TOLERANCE)
 
 
+@given(windows, st.lists(extreme_amounts(), min_size=1, max_size=60))
+# Found while exploring: float rounding put the EMA of a constant an ulp above it.
+@example(2, [Decimal("4.53821379009E-13")] * 3)
+def test_ema_stays_within_the_prices_seen(window: int, values: list[Decimal]) -> None:
+    """The EMA is a weighted mean of every price pushed, down to the validator's limits, so it
+    never leaves their range (a constant price is its own EMA) and agrees with the closed form."""
+    ema = Ema(window)
+    for count, value in enumerate(values, start=1):
+        returned = ema.push(value)
+        if returned is None:
+            continue
+        seen = values[:count]
+        assert float(min(seen)) <= returned <= float(max(seen))
+        expected = naive_ema(seen, window)
+        assert expected is not None
+        assert returned == pytest.approx(float(expected), rel=EMA_TOLERANCE)
+
+
 def test_ema_of_a_constant_is_the_constant_and_alpha_is_two_over_n_plus_one() -> None:
     """Seeded with the mean, then each step moves 2/(N+1) of the way to the new price."""
     ema = Ema(3)
@@ -80,6 +98,35 @@ def test_vwap_equals_a_fresh_vwap_of_the_window(
         else:
             assert returned is not None
             assert abs(Fraction(returned) - expected) <= VWAP_TOLERANCE * expected
+
+
+@given(windows, st.lists(st.tuples(extreme_amounts(), extreme_amounts()), max_size=60))
+@example(1, [(Decimal("10000000000000000000000000000000001"), Decimal("1"))])
+def test_vwap_stays_within_the_window_prices(
+    window: int, trades: list[tuple[Decimal, Decimal]]
+) -> None:
+    """Down to the validator's limits, the rounded VWAP never leaves the window's price range
+    (at 34 digits a lone 35-digit price rounded below itself)."""
+    vwap = RollingVwap(window)
+    for count, (price, quantity) in enumerate(trades, start=1):
+        returned = vwap.push(price, quantity)
+        if returned is None:
+            continue
+        recent = [p for p, _ in trades[max(count - window, 0) : count]]
+        assert min(recent) <= returned <= max(recent)
+        expected = naive_vwap(trades[:count], window)
+        assert expected is not None
+        assert abs(Fraction(returned) - expected) <= VWAP_TOLERANCE * expected
+
+
+@pytest.mark.parametrize("price", EXTREME_AMOUNTS, ids=str)
+def test_one_price_at_the_validator_limits_is_its_own_ema_and_vwap(price: Decimal) -> None:
+    """A window of one repeated extreme price: VWAP is that price exactly, the EMA its float."""
+    ema, vwap = Ema(3), RollingVwap(3)
+    for quantity in EXTREME_AMOUNTS[:3]:
+        ema_value, vwap_value = ema.push(price), vwap.push(price, quantity)
+    assert vwap_value == price
+    assert ema_value == float(price)
 
 
 def recent_ema(values: list[Decimal], window: int, depth: int = 600) -> float:

@@ -160,3 +160,30 @@ def test_sma_stays_exact_for_any_validated_prices() -> None:
         for n, p in enumerate(["9" * 38, "1E-38", "1E-38", "1E-38"], start=1)
     ]
     assert outcomes[2:] == [(Decimal("1E-38"), Signal.HOLD)] * 2
+
+
+def test_forget_drops_only_the_named_streams() -> None:
+    """forget(keys) removes those windows and leaves the others scoring as before."""
+    scorer = Scorer(2)
+    for exchange, symbol in STREAMS:
+        scorer.score(make_trade(1, exchange=exchange, symbol=symbol, price="100"))
+    scorer.forget([STREAMS[0]])
+    assert [scorer.has_window(key) for key in STREAMS] == [False, True, True]
+
+
+def test_evict_drops_the_least_recently_scored_beyond_the_limit() -> None:
+    """With room for two streams, the one scored longest ago goes first."""
+    scorer = Scorer(2, max_streams=2)
+    first, second, third = STREAMS
+    for key in (first, second, first, third):  # `second` is now the least recently scored
+        scorer.score(make_trade(1, exchange=key[0], symbol=key[1], price="100"))
+    assert scorer.evict() == [second]
+    assert len(scorer) == 2
+    assert scorer.has_window(first)
+    assert scorer.has_window(third)
+
+
+def test_a_scorer_needs_room_for_one_stream() -> None:
+    """max_streams below 1 is refused."""
+    with pytest.raises(ValueError, match="max_streams"):
+        Scorer(2, max_streams=0)

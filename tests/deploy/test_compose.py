@@ -23,6 +23,8 @@ INFRA_PORTS = {
     "timescaledb": {5432},
     "redis": {6379},
     "jaeger": {4317, 4318, 14269, 16686},
+    "prometheus": {9090},
+    "grafana": {3000},
 }
 DATA_DIRS = {"kafka": "/var/lib/kafka/data", "timescaledb": "/var/lib/postgresql/data"}
 HOST_PORT = re.compile(r"([A-Za-z][\w.-]*):(\d+)")
@@ -367,3 +369,91 @@ def test_every_tickpipe_variable_in_compose_is_a_setting(services: Services) -> 
 
     for name, spec in services.items():
         assert Settings.unknown_variables(environment(spec)) == [], name
+
+
+def published_entries(spec: dict[str, Any]) -> list[str]:
+    return [str(entry) for entry in spec.get("ports", [])]
+
+
+def mounts(spec: dict[str, Any]) -> dict[str, Path | str]:
+    """Container path -> host path (bind mounts, resolved) or volume name."""
+    found: dict[str, Path | str] = {}
+    for entry in spec.get("volumes", []):
+        source, target = str(entry).split(":")[:2]
+        found[target] = (ROOT / source).resolve() if source.startswith(".") else source
+    return found
+
+
+def test_every_published_port_is_on_loopback(services: Services) -> None:
+    """The dashboard, Grafana, Prometheus, Jaeger and the probe ports: 127.0.0.1 only."""
+    published = 0
+    for name, spec in services.items():
+        for entry in published_entries(spec):
+            assert entry.startswith("127.0.0.1:"), f"{name}: {entry}"
+            published += 1
+    assert published >= 8
+
+
+def test_probe_ports_of_every_app_service_are_published(services: Services) -> None:
+    """ingest, process and gateway publish their TICKPIPE_METRICS_PORT, and the gateway's
+    /metrics is not on its public port."""
+    for app in APP_SERVICES:
+        port = int(environment(services[app])["TICKPIPE_METRICS_PORT"])
+        assert port in published_ports(services[app]), app
+    assert int(environment(services["gateway"])["TICKPIPE_METRICS_PORT"]) != 8000
+
+
+def test_prometheus_scrapes_every_app_service_where_it_serves_metrics(services: Services) -> None:
+    """Each scrape target is a service and its TICKPIPE_METRICS_PORT; every app is scraped."""
+    prometheus = services["prometheus"]
+    config_path = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    assert config_path == ROOT / "deploy/prometheus/prometheus.yml"
+    config = yaml.safe_load(Path(config_path).read_text())
+    scraped = set()
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, port = target.split(":")
+                assert int(environment(services[host])["TICKPIPE_METRICS_PORT"]) == int(port)
+                assert job.get("metrics_path", "/metrics") == "/metrics"
+                scraped.add(host)
+    assert scraped == set(APP_SERVICES)
+
+
+def test_prometheus_loads_the_alert_rules_it_mounts(services: Services) -> None:
+    """rule_files names the container path where deploy/prometheus/alerts.yml is mounted."""
+    prometheus = services["prometheus"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert mounts(prometheus)[rule_file] == ROOT / "deploy/prometheus/alerts.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert mounts(prometheus)["/prometheus"] in raw_compose()["volumes"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(services: Services) -> None:
+    """Grafana mounts the provisioning (datasource -> the prometheus service's port) and the
+    dashboard directory that its dashboard provider reads."""
+    grafana = services["grafana"]
+    mounted = mounts(grafana)
+    provisioning = Path(mounted["/etc/grafana/provisioning"])
+    assert provisioning == ROOT / "deploy/grafana/provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    (url,) = [source["url"] for source in datasources["datasources"]]
+    ((host, port),) = endpoints(url)
+    assert host == "prometheus"
+    assert port in listen_ports(host, services[host])
+    assert depends_on(grafana)["prometheus"] == "service_healthy"
+    providers = yaml.safe_load((provisioning / "dashboards/tickpipe.yml").read_text())
+    (path,) = [provider["options"]["path"] for provider in providers["providers"]]
+    assert mounted[path] == ROOT / "deploy/grafana/dashboards"
+    assert (Path(mounted[path]) / "tickpipe.json").is_file()
+    assert mounted["/var/lib/grafana"] in raw_compose()["volumes"]
+
+
+def test_grafana_admin_password_is_a_secret(services: Services) -> None:
+    """Grafana's admin password comes from a secret file; anonymous users may only view."""
+    env = environment(services["grafana"])
+    assert mounted_secret(services["grafana"], env["GF_SECURITY_ADMIN_PASSWORD__FILE"]) == (
+        "grafana_password"
+    )
+    assert env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer") == "Viewer"

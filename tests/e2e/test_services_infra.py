@@ -16,9 +16,13 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
 from websockets.asyncio.client import connect
 
+from fixtures.monitoring import exported_names, monitoring_expressions, unexported
 from fixtures.procs import free_port, tickpipe_process
+from fixtures.waiting import wait_until, wait_until_async
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
 
@@ -76,6 +80,25 @@ def processed_by(proc_port: int) -> float:
         for line in text.splitlines()
         if line.startswith("tickpipe_trades_processed_total{")
     )
+
+
+def websocket_clients(gateway_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tickpipe_websocket_clients ")
+    )
+
+
+def group_is_stable(bootstrap: str, group: str) -> bool:
+    """The broker's view: the group's members joined and were given their partitions."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=5)
+    except KafkaException:
+        return False
+    return bool(description.state == ConsumerGroupState.STABLE)
 
 
 async def collect_frames(url: str, stop_after_idle_s: float) -> list[dict[str, object]]:
@@ -137,21 +160,35 @@ def test_four_services_store_every_trade_once(
         for proc, port in ((process_1, process_ports[0]), (process_2, process_ports[1])):
             proc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
         gateway.wait_http(f"http://127.0.0.1:{gateway_port}/readyz")
-        time.sleep(3)  # let both processors join the group and split the partitions
+        wait_until(
+            lambda: group_is_stable(kafka_bootstrap, env["TICKPIPE_KAFKA_GROUP"]),
+            30,
+            "the processors joined the group and split the partitions",
+        )
 
         ingest_port = free_port()
+        ingest_metrics: list[str] = []
         ws_url = f"ws://127.0.0.1:{gateway_port}/ws"
 
         async def ingest_while_listening() -> list[dict[str, object]]:
             listening = asyncio.create_task(collect_frames(ws_url, stop_after_idle_s=6.0))
-            await asyncio.sleep(0.5)
+            await wait_until_async(
+                lambda: websocket_clients(gateway_port) >= 1, 10, "the listener connected"
+            )
             with tickpipe_process(
                 ["ingest"],
                 {**env, "TICKPIPE_METRICS_PORT": str(ingest_port)},
                 tmp_path / "ingest.log",
             ) as ingest:
                 await asyncio.to_thread(ingest.wait_http, f"http://127.0.0.1:{ingest_port}/healthz")
-                await asyncio.sleep(5)
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: min(processed_by(port) for port in process_ports) >= 50,
+                    30,
+                    "both processors store a steady flow",
+                )
+                scrape = f"http://127.0.0.1:{ingest_port}/metrics"
+                ingest_metrics.append((await asyncio.to_thread(httpx.get, scrape)).text)
                 assert await asyncio.to_thread(ingest.terminate) == 0, ingest.log()
             return await listening
 
@@ -172,8 +209,24 @@ def test_four_services_store_every_trade_once(
             assert f"\n{family}" in process_metrics, family
         gateway_metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics").text
         assert "\ntickpipe_websocket_clients " in gateway_metrics
+        check_monitoring_names([*ingest_metrics, process_metrics, gateway_metrics])
         for proc in (process_1, process_2, gateway):
             assert proc.terminate() == 0, proc.log()
+
+
+def check_monitoring_names(metrics_answers: list[str]) -> None:
+    """Every metric the alert rules and the Grafana dashboard use is in a real /metrics answer
+    of ingest, process or gateway, after trades flowed (tests/deploy/test_monitoring.py proves
+    that a renamed metric fails this)."""
+    assert len(metrics_answers) == 3
+    exported = set().union(*(exported_names(text) for text in metrics_answers))
+    for flowed in (
+        "tickpipe_trades_ingested_total",
+        "tickpipe_exchange_to_processed_seconds_bucket",
+    ):
+        assert any(f"\n{flowed}{{" in text for text in metrics_answers), flowed
+    assert '\ntickpipe_dependency_up{dependency="kafka"} 1.0' in metrics_answers[0]
+    assert unexported(monitoring_expressions(), exported) == {}
 
 
 def ids_by_symbol(frames: list[dict[str, object]]) -> tuple[int, dict[str, int]]:

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from fixtures.fault_proxy import FaultProxy
 from fixtures.kafka import _TANSU_ENV, _wait_until_ready, tansu_binary
 from fixtures.procs import Tickpipe, free_port
+from fixtures.waiting import wait_until
 from tickpipe.adapters.bus.wire import WireError, decode_trade
 from tickpipe.adapters.exchanges.simulated import SimulatedMarket
 from tickpipe.core.rolling import RollingMean
@@ -121,12 +122,7 @@ def stored_count(url: str) -> int:
 
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
     """Polls `check` until true; returns the seconds it took, fails after `timeout_s`."""
-    started_s = time.monotonic()
-    while not check():
-        if time.monotonic() - started_s > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s:g} s")
-        time.sleep(poll_s)
-    return time.monotonic() - started_s
+    return wait_until(check, timeout_s, what, poll_s)
 
 
 def wait_for_count(url: str, expected: int, timeout_s: float) -> float:

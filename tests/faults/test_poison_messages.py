@@ -55,7 +55,7 @@ POISON: list[tuple[bytes | None, bytes, str]] = [
     (b"BTCUSDT", _invalid_trade(price="-1"), "invalid"),
     (b"BTCUSDT", _invalid_trade(quantity="NaN"), "invalid"),
     (b"BTCUSDT", _invalid_trade(symbol="btc-usdt"), "invalid"),
-    (b"BTCUSDT", _invalid_trade(exchange="nasdaq"), "invalid"),
+    (b"BTCUSDT", _invalid_trade(exchange="NASDAQ"), "invalid"),  # not a venue name
     (b"BTCUSDT", _invalid_trade(exchange_time_us=5), "invalid"),
     (None, wire.encode_trade(make_trade(10_000, price="1")), "missing_key"),
 ]

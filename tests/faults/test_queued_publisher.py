@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from prometheus_client import REGISTRY
 
 from fixtures.trades import make_trade
+from fixtures.waiting import wait_until_async
 from tickpipe.backoff import Backoff
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.core.signal import Signal
@@ -26,13 +27,17 @@ def dropped_total() -> float:
 class Recording:
     def __init__(self) -> None:
         self.published: list[str] = []
+        self.attempts = 0
+        self.failures = 0
         self.failing = False
         self.hanging = asyncio.Event()
         self.hanging.set()
 
     async def publish(self, trades: Sequence[ScoredTrade]) -> None:
+        self.attempts += 1
         await self.hanging.wait()
         if self.failing:
+            self.failures += 1
             raise ConnectionError("redis is down")
         self.published.extend(s.trade.trade_id for s in trades)
 
@@ -49,7 +54,7 @@ async def test_a_hanging_pubsub_never_holds_up_the_caller_and_the_queue_stays_bo
     task = asyncio.create_task(queued.run())
     before = dropped_total()
     await queued.publish(batch(1, 10))  # taken by the task, which then hangs on it
-    await asyncio.sleep(0.01)
+    await wait_until_async(lambda: target.attempts == 1, 2.0, "the first batch handed over")
     async with asyncio.timeout(0.5):
         for first in range(11, 311, 30):
             await queued.publish(batch(first, 30))
@@ -70,7 +75,7 @@ async def test_failed_publishes_are_dropped_counted_and_backed_off() -> None:
     task = asyncio.create_task(queued.run())
     before = dropped_total()
     await queued.publish(batch(1, 5))
-    await asyncio.sleep(0.02)  # failed once, now backing off
+    await wait_until_async(lambda: target.failures == 1, 2.0, "failed once, now backing off")
     await queued.publish(batch(6, 5))
     target.failing = False
     await queued.drain(2.0)

@@ -103,7 +103,10 @@ def test_redis_outage_keeps_storing_and_live_updates_come_back(
                     10,
                     "both ready again",
                 )
-                time.sleep(1.0)
+                ready_s = time.monotonic()
+                wait_for(
+                    lambda: len(client.frames_after(ready_s)) >= 100, 20, "live updates flow again"
+                )
                 assert ingest.terminate() == 0, ingest.log()
                 accepted, _ = ingest_totals(ingest.log())
                 wait_for_count(db, accepted, timeout_s=30)

@@ -14,6 +14,7 @@ from faults.harness import (
     audit,
     ingest_totals,
     memory_mb,
+    metric,
     migrate,
     pipeline_env,
     proxy_for,
@@ -156,7 +157,11 @@ def test_sigterm_during_a_database_outage_exits_in_time_and_loses_nothing(
             _flowing(db)
             database.cut()
             wait_for(lambda: readyz(process_port)[0] == 503, 10, "not ready in the outage")
-            time.sleep(3.0)  # well into the retries
+            wait_for(
+                lambda: metric(process_port, "tickpipe_store_retries_total") >= 3,
+                20,
+                "well into the retries",
+            )
             code, exit_s = _sigterm(processor)
         database.restore()
         with tickpipe_process(["process"], process_env, tmp_path / "process-2.log") as processor:

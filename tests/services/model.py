@@ -75,6 +75,9 @@ class ModelBus:
         await asyncio.sleep(0)
         self.dead.extend(messages)
 
+    async def serve_group(self) -> None:
+        await asyncio.sleep(0)
+
     def on_revoke(self, handler: RevokeHandler) -> None:
         self.handler = handler
 

@@ -143,7 +143,8 @@ async def test_candle_windows_follow_start_end_and_limit(
         "limit=0",
         "limit=1001",
         "start=yesterday",
-        "start=2200-01-01",
+        "start=2024-02-30",
+        "start=2024-05-01T12:00:00",  # RFC 3339 wants an offset
         "end=-5",
         "start=2024-01-02&end=2024-01-01",
         "exchange=nasdaq",

@@ -178,6 +178,9 @@ class ScriptedConsumer:
     def on_revoke(self, callback: object) -> None:
         return None
 
+    async def serve_group(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

@@ -271,3 +271,16 @@ def test_a_stop_while_the_database_hangs_ends_within_the_budget() -> None:
     assert machine.max_stop_s < STOP_BUDGET_S + CANCEL_WAIT_S + 0.5
     machine.nothing_committed_is_unstored()
     machine.teardown()
+
+
+def test_a_stop_while_a_window_rebuild_hangs_ends_within_the_budget() -> None:
+    """Found by the model test: a window rebuild that started its attempt after the stop hung
+    past the budget (its deadline was taken as a delay)."""
+    machine = ProcessorMachine()
+    machine.set_store_mode(StoreMode.FAIL, apply_if_cancelled=True)
+    machine.produce("BTCUSDT", 5, "1", then_run=5)
+    machine.revoke({2}, lost=True, back_at_once=False)
+    machine.set_store_mode(StoreMode.HANG, apply_if_cancelled=True)
+    machine.stop_and_restart(answers_during_close=False)
+    machine.nothing_committed_is_unstored()
+    machine.teardown()

@@ -10,7 +10,13 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tickpipe.telemetry import tracing
-from tickpipe.telemetry.logs import JsonFormatter, PlainFormatter, RateLimitedLog
+from tickpipe.telemetry.logs import (
+    JsonFormatter,
+    PlainFormatter,
+    RateLimitedLog,
+    configure_logging,
+    fields,
+)
 from tickpipe.telemetry.tracing import TraceIdFilter
 
 
@@ -38,6 +44,65 @@ def test_json_lines_are_one_object_per_event() -> None:
     assert entry["time"].endswith("Z")
     assert "\n" not in line
     assert "trace_id" not in entry
+
+
+def test_json_lines_carry_service_event_and_the_fields_of_the_event() -> None:
+    """A call with `extra=fields(...)` gives a JSON object with the service, the event's stable
+    name, the sentence, and each field as its own key with its type kept."""
+    made = logging.LogRecord(
+        "tickpipe.feed",
+        logging.WARNING,
+        __file__,
+        1,
+        "%s: reconnecting in %.2f s",
+        ("binance", 1.5),
+        None,
+    )
+    for key, value in fields("exchange_reconnecting", venue="binance", delay_s=1.5).items():
+        setattr(made, key, value)
+    entry = orjson.loads(JsonFormatter("tickpipe-ingest").format(made))
+    assert entry["service"] == "tickpipe-ingest"
+    assert entry["event"] == "exchange_reconnecting"
+    assert entry["message"] == "binance: reconnecting in 1.50 s"
+    assert (entry["venue"], entry["delay_s"], entry["level"]) == ("binance", 1.5, "warning")
+    plain = PlainFormatter("%(levelname)s %(message)s").format(made)
+    assert plain == "WARNING binance: reconnecting in 1.50 s"
+
+
+def test_a_call_without_fields_uses_its_sentence_as_the_event() -> None:
+    """Libraries' lines (no `extra=`) still have an event: their message."""
+    entry = orjson.loads(JsonFormatter().format(record("stored 5 trades")))
+    assert entry["event"] == entry["message"] == "stored 5 trades"
+    assert entry["service"] == "tickpipe"
+
+
+def test_json_logging_of_a_real_call_has_the_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """configure_logging("json") + a service's log call: one parsable line with its fields,
+    values that JSON cannot hold (a tuple, an exception) written as text."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging("json", "INFO", "tickpipe-process")
+    try:
+        logging.getLogger("tickpipe.test").info(
+            "not ready: %s",
+            "database",
+            extra=fields(
+                "dependency_not_ready",
+                dependency="database",
+                error=ConnectionError("refused"),
+                symbols=("A", "B"),
+            ),
+        )
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = orjson.loads(line)
+    assert entry["event"] == "dependency_not_ready"
+    assert entry["dependency"] == "database"
+    assert entry["error"] == "refused"
+    assert entry["symbols"] == ["A", "B"]
+    assert entry["service"] == "tickpipe-process"
 
 
 def test_trace_id_is_in_each_line_while_a_span_is_active(

@@ -173,24 +173,33 @@ def parse_binance_csv_line(text: str, symbol: str, ingest_time_us: int) -> Trade
 def parse_json_line(text: str, ingest_time_us: int) -> Trade:
     """`{"exchange": "binance", "symbol": "BTCUSDT", "trade_id": "1", "price": "65000.10",
     "quantity": "0.001", "side": "buy", "exchange_time_us": 1714564800000000}`; prices may be
-    JSON numbers (read exactly); `ingest_time_us` is kept when given, else the time of replay."""
+    JSON numbers (read exactly); `ingest_time_us` is kept when given, else the time of replay.
+    Protobuf's canonical JSON of tickpipe.v1.Trade is read too (`json_format.MessageToJson`):
+    `{"tradeId": "1", "side": "SIDE_BUY", "exchangeTimeUs": "1714564800000000", ...}`."""
     try:
         record = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidTrade(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise InvalidTrade("not a JSON object")
-    if isinstance(record.get("price"), float) or isinstance(record.get("quantity"), float):
+    if any(isinstance(record.get(name), float) for name in _AMOUNT_NAMES):
         record = json.loads(text, parse_float=Decimal)  # the number's own digits, not a float
+    record = _proto_json_names(record)
     raw_symbol = _field(record, "symbol", str)
     try:
         symbol = normalize_symbol(raw_symbol)
     except InvalidSymbol as exc:
         raise InvalidTrade(str(exc)) from None
     side = record.get("side")
+    if isinstance(side, str | int) and not isinstance(side, bool):
+        side = _PROTO_SIDES.get(side, side)
     if side is not None and not isinstance(side, str):
         raise InvalidTrade(f"side {side!r} is not 'buy', 'sell' or null")
-    ingest = record.get("ingest_time_us")
+    for name in _INT64_NAMES:  # protobuf's JSON writes int64 as a string
+        value = record.get(name)
+        if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+            record[name] = int(value)
+    ingest = record.get("ingest_time_us") or None  # 0: protobuf's default, i.e. not set
     return new_trade(
         exchange=_field(record, "exchange", str),
         symbol=symbol,
@@ -201,6 +210,35 @@ def parse_json_line(text: str, ingest_time_us: int) -> Trade:
         exchange_time_us=_field(record, "exchange_time_us", int),
         ingest_time_us=ingest_time_us if ingest is None else _field(record, "ingest_time_us", int),
     )
+
+
+_AMOUNT_NAMES = ("price", "quantity")
+_INT64_NAMES = ("exchange_time_us", "ingest_time_us")
+# lowerCamelCase (protobuf's JSON name) -> the field's own name
+_PROTO_NAMES = {
+    "tradeId": "trade_id",
+    "exchangeTimeUs": "exchange_time_us",
+    "ingestTimeUs": "ingest_time_us",
+}
+# enum value names and numbers of tickpipe.v1.Side; unspecified is "no side"
+_PROTO_SIDES: dict[object, str | None] = {
+    "SIDE_BUY": "buy",
+    "SIDE_SELL": "sell",
+    "SIDE_UNSPECIFIED": None,
+    1: "buy",
+    2: "sell",
+    0: None,
+}
+
+
+def _proto_json_names(record: dict[str, Any]) -> dict[str, Any]:
+    """lowerCamelCase keys under their original names; both spellings at once is an error."""
+    for camel, name in _PROTO_NAMES.items():
+        if camel in record:
+            if name in record:
+                raise InvalidTrade(f"both {camel!r} and {name!r} are given")
+            record[name] = record.pop(camel)
+    return record
 
 
 def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

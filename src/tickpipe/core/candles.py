@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from enum import StrEnum
 
+from tickpipe.core.trade import MAX_DECIMAL_DIGITS
+
 
 class CandleInterval(StrEnum):
     S1 = "1s"
@@ -38,7 +40,10 @@ _LENGTH_US = {
 # Products of two validated amounts (38 digits each, 10^-38 .. 10^37) span at most 152 digits;
 # a sum of up to 10^8 of them stays exact at 200.
 _EXACT = Context(prec=200)
-_VWAP = Context(prec=34)
+# The quotient is rounded once. Correct rounding is monotone and every price is exact at
+# MAX_DECIMAL_DIGITS significant digits, so low <= vwap <= high survives it (at 34 digits a
+# 35-digit single-trade price rounded below itself), and one price alone is its own VWAP.
+_VWAP = Context(prec=MAX_DECIMAL_DIGITS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,21 +5,27 @@ The SMA (rolling.py) drives the signal; these are extra readings of the same win
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from decimal import Context, Decimal
 
+from tickpipe.core.trade import MAX_DECIMAL_DIGITS
+
 # Sums of price x quantity over a window: see candles.py for why 200 digits are exact.
 _EXACT = Context(prec=200)
-_RESULT = Context(prec=34)
+# Wide enough for any validated price, so the VWAP stays within the window's prices (candles.py).
+_RESULT = Context(prec=MAX_DECIMAL_DIGITS)
 
 
 class Ema:
     """Exponential moving average with alpha = 2 / (window + 1); `None` until `window` prices
     were seen, then seeded with their mean (the usual TA convention) and updated recursively:
     ema = alpha * price + (1 - alpha) * ema. Float: an error is damped by (1 - alpha) each
-    step, so it cannot build up however long the stream runs."""
+    step, so it cannot build up however long the stream runs. The EMA is a weighted mean of
+    the prices seen, so it is kept within their range: float rounding alone would put the EMA
+    of a constant price an ulp beside it."""
 
-    __slots__ = ("_alpha", "_count", "_keep", "_seed_sum", "_value", "window")
+    __slots__ = ("_alpha", "_count", "_high", "_keep", "_low", "_seed_sum", "_value", "window")
 
     def __init__(self, window: int) -> None:
         if window < 1:
@@ -29,20 +35,28 @@ class Ema:
         self._keep = 1.0 - self._alpha
         self._count = 0
         self._seed_sum = 0.0
+        self._low = math.inf
+        self._high = -math.inf
         self._value: float | None = None
 
     def push(self, price: Decimal) -> float | None:
         """Adds a price; returns the new EMA."""
         value = float(price)
+        if value < self._low:
+            self._low = value
+        if value > self._high:
+            self._high = value
         if self._value is not None:
             # Not `ema += alpha * (price - ema)`: after a jump from 65000 to 0.00001 that
             # difference cancels catastrophically; this form errs only relative to its terms.
-            self._value = self._alpha * value + self._keep * self._value
-            return self._value
-        self._count += 1
-        self._seed_sum += value
-        if self._count == self.window:
-            self._value = self._seed_sum / self.window
+            ema = self._alpha * value + self._keep * self._value
+        else:
+            self._count += 1
+            self._seed_sum += value
+            if self._count < self.window:
+                return None
+            ema = self._seed_sum / self.window
+        self._value = self._low if ema < self._low else self._high if ema > self._high else ema
         return self._value
 
     @property

@@ -6,6 +6,7 @@ microseconds since the Unix epoch (UTC) with unit-bearing names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -13,7 +14,10 @@ from enum import StrEnum
 
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
 
+# The venues shipped with tickpipe. Any other venue's name only has to look like one (a venue
+# is added by writing its module; see adapters/exchanges/registry.py).
 EXCHANGES = frozenset({"simulated", "binance", "coinbase", "kraken"})
+_EXCHANGE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 # Trades before 2009 (no crypto market) or more than a day in the future are clock errors.
 MIN_TIME_US = 1_230_768_000_000_000  # 2009-01-01T00:00:00Z
@@ -98,8 +102,8 @@ def new_trade(
     ingest_time_us: int,
 ) -> Trade:
     """Builds a validated Trade; raises InvalidTrade naming the first bad field."""
-    if exchange not in EXCHANGES:
-        raise InvalidTrade(f"unknown exchange {exchange!r}")
+    if exchange not in EXCHANGES and not _EXCHANGE_NAME.fullmatch(exchange):
+        raise InvalidTrade(f"unknown exchange {exchange!r}: not a venue name (a-z, 0-9, _)")
     try:
         normalized = normalize_symbol(symbol)
     except InvalidSymbol as exc:

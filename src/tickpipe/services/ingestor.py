@@ -11,6 +11,7 @@ from prometheus_client import Counter
 
 from tickpipe.ports import TradeSink, TradeSource
 from tickpipe.telemetry import metrics, tracing
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,17 @@ async def run_ingestor(source: TradeSource, sink: TradeSink, stop: asyncio.Event
                 await forwarding
         undelivered = await sink.flush(FLUSH_ON_STOP_S)
         if undelivered:
-            log.error("%d trades were not delivered to the bus before stopping", undelivered)
+            log.error(
+                "%d trades were not delivered to the bus before stopping",
+                undelivered,
+                extra=fields("trades_undelivered", trades=undelivered),
+            )
         # The exact total, so that accepted = stored + dropped can be checked after a run.
-        log.info("ingestor stopped: %d trades accepted from the source", accepted[0])
+        log.info(
+            "ingestor stopped: %d trades accepted from the source",
+            accepted[0],
+            extra=fields("ingestor_stopped", trades=accepted[0]),
+        )
     if not forwarding.cancelled():
         forwarding.result()  # a failed source (e.g. a rejected subscription) propagates
 

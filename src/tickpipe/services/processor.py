@@ -1,9 +1,7 @@
 """The processor. Order: score -> store.write -> consumer.commit -> publish.
 
-Up to two batches are in flight, written strictly one after the other (the store's ids stay the
-processing order): while batch N is written, committed and handed to the publisher, batch N+1
-may wait its turn and batch N+2 is polled and scored, so the database and the Python work
-overlap. Batch N+1 is written only after N is settled; if N failed, N+1 is not written at all.
+One batch is in flight at a time: while batch N is written, committed and handed to the
+publisher, batch N+1 is polled and scored; batch N+1 is written only after N is settled.
 
 What may be committed is decided by one pure object, the `OffsetLedger` (core/offsets.py): per
 partition, only up to the last message below which everything is stored (or dead-lettered).
@@ -20,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from decimal import Decimal
 from functools import partial
@@ -43,8 +41,8 @@ T = TypeVar("T")
 
 IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
 IN_FLIGHT_POLL_S = 0.002
-MAX_BATCHES_IN_FLIGHT = 2  # handed on and not settled; written one after the other
 STOP_BUDGET_S = 4.0  # once stopping, what is in flight gets this long in all (SIGTERM grace: 10 s)
+SERVE_GROUP_S = 0.5  # while the store is slow, the bus's group protocol is served this often
 CANCEL_WAIT_S = 0.5  # how long a cancelled, hanging write may take to unwind
 RECENT_IDS_PER_STREAM = 4_096
 
@@ -118,7 +116,9 @@ class Processor:
         self.failing: dict[str, str] = {}  # dependency -> why its last call failed (readiness)
         self._stop = asyncio.Event()
         self._stop_deadline_s: float | None = None
-        self._in_flight: deque[asyncio.Task[None]] = deque()  # oldest first
+        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight_batch: LedgerBatch | None = None
+        self._detached: set[asyncio.Task[None]] = set()  # batches in flight when revoked
         self._attempts: set[asyncio.Timeout] = set()  # dependency calls under way
         self._log_retry = {"database": RateLimitedLog(log), "kafka": RateLimitedLog(log)}
         consumer.on_revoke(self._on_revoke)
@@ -153,7 +153,7 @@ class Processor:
             timeout_s = IDLE_POLL_S
         else:
             timeout_s = max(0.0, self._max_batch_age_s - (time.monotonic() - pending.started_s))
-        if any(not task.done() for task in self._in_flight):
+        if self._in_flight is not None and not self._in_flight.done():
             # The bus may serve the in-flight batch's commit only between polls: keep them short.
             timeout_s = min(timeout_s, IN_FLIGHT_POLL_S)
         return timeout_s
@@ -237,42 +237,19 @@ class Processor:
                 self._scorer.seed(key, prices)
 
     async def flush(self) -> None:
-        """Hands the batch on to be written, committed and published after the batches in
-        flight, once fewer than MAX_BATCHES_IN_FLIGHT are; returns without waiting for it (see
-        `_settle`)."""
-        while len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
-            await self._settle_oldest()
+        """Hands the batch on to be written, committed and published, once the batch in flight
+        is settled; returns without waiting for this one (see `_settle`)."""
+        await self._settle()
         pending = self._pending
         if not pending.messages:
             return
         self._pending = _Pending()
         batch = self._ledger.add_batch(pending.spans())
         self._evict()
-        previous = self._in_flight[-1] if self._in_flight else None
-        self._in_flight.append(
-            asyncio.create_task(
-                self._write_after(previous, batch, pending.scored, pending.messages),
-                name="process-batch",
-            )
+        self._in_flight = asyncio.create_task(
+            self._write(batch, pending.scored, pending.messages), name="process-batch"
         )
-
-    async def _write_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        batch: LedgerBatch,
-        scored: list[ScoredTrade],
-        messages: list[BusMessage],
-    ) -> None:
-        """Writes the batch once the one before it is settled. Not at all if that one failed
-        (only a stop gives up a batch): the ledger holds its commit back, it is redelivered."""
-        if previous is not None:
-            await asyncio.wait({previous})  # its outcome is reported by `_settle`
-            if previous.cancelled() or previous.exception() is not None:
-                return
-        if not self._ledger.owns(batch):
-            log.info("dropped a batch of %d trades: its partitions were revoked", len(scored))
-            return
-        await self._write(batch, scored, messages)
+        self._in_flight_batch = batch
 
     def _evict(self) -> None:
         """Keeps per-stream state bounded: the least recently scored streams beyond the
@@ -284,30 +261,45 @@ class Processor:
                 self._stream_partitions.pop(key, None)
 
     async def _settle(self) -> None:
-        """Waits for every batch in flight, oldest first (see `_settle_oldest`)."""
-        while self._in_flight:
-            await self._settle_oldest()
-
-    async def _settle_oldest(self) -> None:
-        """Waits for the oldest batch in flight; its failure (a stop during an outage) surfaces
-        here. Once stopping, it gets what is left of the stop budget, then it is cancelled: it
-        was never committed, so it is redelivered (and so are the batches after it)."""
-        task = self._in_flight.popleft()
-        if not task.done():
-            stopping = asyncio.ensure_future(self._stop.wait())
-            try:
-                await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
+        """Waits for the batch in flight; its failure (a stop during an outage) surfaces here.
+        Once stopping, it gets what is left of the stop budget, then it is cancelled: it was
+        never committed, so it is redelivered."""
+        task, self._in_flight = self._in_flight, None
+        batch, self._in_flight_batch = self._in_flight_batch, None
+        if task is None:
+            return
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not task.done() and not stopping.done():
+                await asyncio.wait(
+                    {task, stopping}, timeout=SERVE_GROUP_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if task.done() or stopping.done():
+                    break
+                # A slow or hung store must not hold the group up: rebalances go on meanwhile.
+                await self._consumer.serve_group()
+                if batch is not None and not self._ledger.owns(batch):
+                    # Revoked while in flight: already forgotten, it can move no commit. It is
+                    # left to end by itself (cancelling a call on a hung connection leaks it
+                    # from the pool); the processor goes on with its new assignment.
+                    self._detached.add(task)
+                    task.add_done_callback(self._forget_detached)
+                    log.info("left the batch in flight behind: its partitions were revoked")
+                    return
+        finally:
+            stopping.cancel()
         if not task.done():
             await asyncio.wait({task}, timeout=max(0.0, self._deadline_s() - time.monotonic()))
         if not task.done():
-            for later in self._in_flight:  # waiting for this one: they would not be written
-                later.cancel()
             task.cancel()
             await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
             raise _GaveUp(f"the batch in flight did not finish within {self._stop_budget_s}s")
         task.result()
+
+    def _forget_detached(self, task: asyncio.Task[None]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("a batch left behind ended: %s", task.exception())
 
     def _deadline_s(self) -> float:
         if self._stop_deadline_s is None:
@@ -425,7 +417,7 @@ class Processor:
                 raise _Abandoned
             try:
                 # Unbounded until a stop; then bounded by what is left of the stop budget.
-                async with asyncio.timeout(self._attempt_deadline()) as scope:
+                async with asyncio.timeout_at(self._attempt_deadline()) as scope:
                     self._attempts.add(scope)
                     try:
                         result = await attempt_call()

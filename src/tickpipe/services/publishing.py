@@ -19,6 +19,7 @@ from tickpipe.backoff import Backoff
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.ports import UpdatePublisher
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,22 @@ class QueuedPublisher:
                     delay_s = self._backoff.delay_s(failures)
                     if not failures:
                         metrics.dependency_outages.labels("redis").inc()
-                        log.warning("publishing live updates failed, backing off: %s", exc)
+                        log.warning(
+                            "publishing live updates failed, backing off: %s",
+                            exc,
+                            extra=fields("publish_failing", dependency="redis", error=str(exc)),
+                        )
                     failures += 1
                     await asyncio.sleep(delay_s)
                 else:
                     if failures:
-                        log.info("publishing live updates again after %d failures", failures)
+                        log.info(
+                            "publishing live updates again after %d failures",
+                            failures,
+                            extra=fields(
+                                "publish_recovered", dependency="redis", failures=failures
+                            ),
+                        )
                     failures = 0
             self._idle.set()
 

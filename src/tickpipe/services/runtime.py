@@ -14,6 +14,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from tickpipe.telemetry.logs import fields
+
 log = logging.getLogger(__name__)
 
 # The hot paths allocate thousands of acyclic objects per batch (trades, rows, frames): the
@@ -113,7 +115,7 @@ async def run_service(
     await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     failure = _first_failure(tasks)
     if stop.is_set():
-        log.info("stopping")
+        log.info("stopping", extra=fields("stopping"))
     try:
         for task, worker in tasks.items():
             worker.stop.set()
@@ -121,7 +123,10 @@ async def run_service(
                 await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
             except TimeoutError:
                 log.error(
-                    "%s did not stop within %.0fs; cancelling it", worker.name, SHUTDOWN_GRACE_S
+                    "%s did not stop within %.0fs; cancelling it",
+                    worker.name,
+                    SHUTDOWN_GRACE_S,
+                    extra=fields("worker_cancelled", worker=worker.name, grace_s=SHUTDOWN_GRACE_S),
                 )
                 task.cancel()
             except Exception:  # noqa: BLE001, S110 - reported below through _first_failure

@@ -1,4 +1,9 @@
-"""Logging: one line per event, plain by default or JSON (`TICKPIPE_LOG_FORMAT=json`)."""
+"""Logging: one line per event, plain by default or JSON (`TICKPIPE_LOG_FORMAT=json`).
+
+A JSON line carries `time`, `level`, `service`, `logger`, `event` (a stable name, or the message
+when the call names none), `message` (the sentence) and the event's fields: what the call passed
+with `extra=fields("exchange_connected", venue=..., symbols=...)`, and `trace_id` inside a span.
+A plain line is the sentence alone, for a terminal."""
 
 from __future__ import annotations
 
@@ -11,22 +16,53 @@ import orjson
 
 from tickpipe.telemetry.tracing import TraceIdFilter
 
+# What every LogRecord has; anything else on a record came from `extra=` (or the trace filter).
+_RECORD_ATTRIBUTES = frozenset(
+    set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+    | {"message", "asctime", "color_message"}
+)
+
+
+_OWN_KEYS = frozenset({"time", "level", "service", "logger", "message"})
+
+
+def fields(event: str, **values: object) -> dict[str, object]:
+    """The `extra=` of a log call: the event's stable name and its structured fields
+    (venue, symbol, dependency, counts, durations with their unit in the name)."""
+    return {"event": event, **values}
+
+
+def event_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The structured fields a log call attached to its record."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+    }
+
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str = "tickpipe") -> None:
+        super().__init__()
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        message = record.getMessage()
+        entry: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
+            "service": self.service,
+            "event": message,
         }
-        trace_id = getattr(record, "trace_id", None)
-        if trace_id:
-            entry["trace_id"] = trace_id
+        for key, value in event_fields(record).items():
+            if key not in _OWN_KEYS:  # a field never hides the line's own keys
+                entry[key] = value
+        entry["logger"] = record.name
+        entry["message"] = message
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        return orjson.dumps(entry, default=str).decode()
 
 
 class PlainFormatter(logging.Formatter):
@@ -36,10 +72,12 @@ class PlainFormatter(logging.Formatter):
         return f"{line} [trace {trace_id}]" if trace_id else line
 
 
-def configure_logging(log_format: str = "plain", level: str = "INFO") -> None:
+def configure_logging(
+    log_format: str = "plain", level: str = "INFO", service: str = "tickpipe"
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(TraceIdFilter())

@@ -39,6 +39,12 @@ exchange_reconnects = Counter(
 trade_id_gaps = Counter(
     "tickpipe_trade_id_gaps_total", "Missing trade ids detected", ["exchange", "symbol"]
 )
+exchange_connections = Gauge(
+    "tickpipe_exchange_connections", "Open connections to the exchange", ["exchange"]
+)
+venue_up = Gauge(
+    "tickpipe_venue_up", "1 while every connection of the venue is open, else 0", ["exchange"]
+)
 duplicate_trades_dropped = Counter(
     "tickpipe_duplicate_trades_dropped_total", "Trades seen twice at the source", ["exchange"]
 )
@@ -82,6 +88,11 @@ ingest_to_published_seconds = Histogram(
 dependency_outages = Counter(
     "tickpipe_dependency_outages_total",
     "Times a dependency went from answering to failing (database, kafka, redis)",
+    ["dependency"],
+)
+dependency_up = Gauge(
+    "tickpipe_dependency_up",
+    "1 while a dependency answers its readiness check, 0 while it fails (updated per scrape)",
     ["dependency"],
 )
 

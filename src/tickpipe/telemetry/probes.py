@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tickpipe.telemetry import metrics as tickpipe_metrics
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
@@ -49,7 +51,12 @@ class FailureLog:
         if last_s is not None and now_s - last_s < self._every_s:
             return
         self._last_s[name] = now_s
-        log.warning("not ready: %s: %s", name, detail)
+        log.warning(
+            "not ready: %s: %s",
+            name,
+            detail,
+            extra={"event": "dependency_not_ready", "dependency": name, "detail": detail},
+        )
 
 
 async def failing_checks(
@@ -76,7 +83,20 @@ async def failing_checks(
             failing[name] = public
             if failure_log is not None:
                 failure_log(name, detail)
+    _record_dependencies(checks, results)
     return failing
+
+
+def _record_dependencies(
+    checks: Mapping[str, Check], results: list[dict[str, tuple[str, str]]]
+) -> None:
+    """`tickpipe_dependency_up`: per check, 1 while it passes, else 0 for it and for each
+    dependency it names (the processor's check names database or kafka)."""
+    for name, result in zip(checks, results, strict=True):
+        tickpipe_metrics.dependency_up.labels(name).set(0 if result else 1)
+    for result in results:
+        for name in result:
+            tickpipe_metrics.dependency_up.labels(name).set(0)
 
 
 def probe_routes(checks: Mapping[str, Check], *, metrics: bool = True) -> list[Route]:
@@ -93,6 +113,8 @@ def probe_routes(checks: Mapping[str, Check], *, metrics: bool = True) -> list[R
         return JSONResponse({"status": "ready", "checks": sorted(checks)})
 
     async def metrics_text(request: Request) -> Response:
+        # The checks run at each scrape, so that an alert can say which dependency is down.
+        await failing_checks(checks, failure_log)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes = [

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from adapters.exchanges.fake_exchange import FakeExchange, Session, stream, trade_key
 from adapters.exchanges.support import SYMBOLS, fast_settings, rejected, source_for, take
+from fixtures.waiting import wait_until_async
 from tickpipe.adapters.exchanges import coinbase, kraken
 from tickpipe.adapters.exchanges.feed import (
     ExchangeFeed,
@@ -142,12 +143,12 @@ async def test_cancelling_the_consumer_closes_every_connection() -> None:
                 pass
 
         consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: fake.connections == 1, 5.0, "the feed connected")
         consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await consumer
         feed_tasks = [t for t in asyncio.all_tasks() if "-feed-" in t.get_name()]
         assert feed_tasks == []
-        assert fake._server is not None
-        await asyncio.sleep(0.1)
-        assert not fake._server.connections
+        server = fake._server
+        assert server is not None
+        await wait_until_async(lambda: not server.connections, 5.0, "the socket closed")

@@ -15,6 +15,7 @@ from adapters.exchanges.support import (
     source_for,
     take,
 )
+from fixtures.waiting import wait_until_async
 from tickpipe.adapters.exchanges.feed import SubscriptionRejected
 
 VENUES = ["binance", "coinbase", "kraken"]
@@ -178,7 +179,7 @@ async def test_unreachable_exchange_is_retried_with_backoff(venue: str) -> None:
     await fake.stop()  # the port is now closed
 
     async def bring_back() -> None:
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: restarts() >= 3, 10.0, "three refused attempts")
         await fake.start(int(url.rsplit(":", 1)[1]))
 
     revival = asyncio.create_task(bring_back())

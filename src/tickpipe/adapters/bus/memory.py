@@ -53,6 +53,9 @@ class MemoryBus:
     def on_revoke(self, handler: RevokeHandler) -> None:
         return None  # one process owns the whole in-process bus; nothing is ever revoked
 
+    async def serve_group(self) -> None:
+        return None  # no group: one process owns the whole in-process bus
+
     def pending(self) -> int:
         return self._queue.qsize()
 

@@ -29,6 +29,7 @@ from tickpipe.core.trade import Side, Trade
 
 EXCHANGE = "binance"
 DEFAULT_URL = "wss://stream.binance.com:9443"
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MAX_STREAMS_PER_CONNECTION = 1_024
 # Binance cuts every connection at 24 h; we rotate an hour early, at a moment of our choosing.
 MAX_CONNECTION_AGE_S = 23 * 3_600.0

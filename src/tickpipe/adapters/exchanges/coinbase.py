@@ -34,6 +34,7 @@ from tickpipe.core.trade import Side, Trade
 
 EXCHANGE = "coinbase"
 DEFAULT_URL = "wss://advanced-trade-ws.coinbase.com"
+DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")
 TRADE_CHANNEL = "market_trades"
 HEARTBEAT_CHANNEL = "heartbeats"
 

@@ -30,6 +30,7 @@ from tickpipe.backoff import backoff_delay_s
 from tickpipe.core.dedupe import RecentIds, SequentialIds, TradeIdFilter
 from tickpipe.core.trade import Trade
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,9 @@ class RateLimitedLog:
         if now - self._last_logged < self._interval_s:
             return
         counts = ", ".join(f"{k}: {n}" for k, n in sorted(self._pending.items()))
-        self._logger.warning("%s (%s); latest: %s", what, counts, detail)
+        self._logger.warning(
+            "%s (%s); latest: %s", what, counts, detail, extra={"counts": dict(self._pending)}
+        )
         self._pending.clear()
         self._last_logged = now
 
@@ -160,6 +163,16 @@ class ExchangeFeed:
         self.settings = settings or FeedSettings()
         self._rejections = RateLimitedLog(log, self.settings.log_interval_s)
         self._gaps = RateLimitedLog(log, self.settings.log_interval_s)
+        self._planned = 0  # connections trades() keeps open
+        self._open = 0  # of those, open now
+
+    def down(self) -> str | None:
+        """Why this venue is not fully connected now, or None when every connection is open."""
+        if not self._planned:
+            return "not started"
+        if self._open < self._planned:
+            return f"{self._planned - self._open} of {self._planned} connections down"
+        return None
 
     def connection_plans(self) -> list[ConnectionPlan]:
         """The connections this feed opens; raises SubscriptionRejected for unusable symbols."""
@@ -167,6 +180,7 @@ class ExchangeFeed:
 
     async def trades(self) -> AsyncGenerator[Trade, None]:
         plans = self.connection_plans()
+        self._planned = len(plans)
         ids: TradeIdFilter = (
             SequentialIds() if self.venue.sequential_ids else RecentIds(self.settings.dedupe_window)
         )
@@ -185,6 +199,7 @@ class ExchangeFeed:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._planned = 0
 
     async def _run(
         self, plan: ConnectionPlan, ids: TradeIdFilter, queue: asyncio.Queue[Trade | Exception]
@@ -202,7 +217,14 @@ class ExchangeFeed:
             ended = await self._session(plan, ids, emit)
             if ended.immediate:
                 attempt, delay_s = 0, 0.0
-                log.info("%s: %s; reconnecting now", name, ended.why)
+                log.info(
+                    "%s: %s; reconnecting now",
+                    name,
+                    ended.why,
+                    extra=fields(
+                        "exchange_reconnecting", venue=name, reason=ended.why, delay_s=0.0
+                    ),
+                )
             else:
                 if ended.healthy:
                     attempt = 0
@@ -210,7 +232,15 @@ class ExchangeFeed:
                     attempt, settings.backoff_initial_s, settings.backoff_max_s
                 )
                 attempt += 1
-                log.warning("%s: %s; reconnecting in %.2f s", name, ended.why, delay_s)
+                log.warning(
+                    "%s: %s; reconnecting in %.2f s",
+                    name,
+                    ended.why,
+                    delay_s,
+                    extra=fields(
+                        "exchange_reconnecting", venue=name, reason=ended.why, delay_s=delay_s
+                    ),
+                )
             await asyncio.sleep(delay_s)
 
     async def _session(self, plan: ConnectionPlan, ids: TradeIdFilter, emit: Emit) -> _Ended:
@@ -229,6 +259,7 @@ class ExchangeFeed:
         except (OSError, TimeoutError, WebSocketException) as exc:
             return _Ended(f"could not connect to {urlsplit(plan.url).netloc}: {exc}", False)
         opened_s = loop.time()
+        self._connected(+1)
         max_age_s = settings.max_connection_age_s or venue.max_connection_age_s
         retire_at_s = opened_s + max_age_s if max_age_s else math.inf
         confirmed = False  # the venue acknowledged us or sent a trade
@@ -241,6 +272,12 @@ class ExchangeFeed:
             venue.name,
             urlsplit(plan.url).netloc,
             len(plan.raw_symbols),
+            extra=fields(
+                "exchange_connected",
+                venue=venue.name,
+                host=urlsplit(plan.url).netloc,
+                symbols=len(plan.raw_symbols),
+            ),
         )
         try:
             for n, message in enumerate(plan.subscribe_messages):
@@ -286,7 +323,13 @@ class ExchangeFeed:
                 self._reject(RejectReason.OVERSIZE, f"frame over {settings.max_frame_bytes} bytes")
             return ended(f"connection closed ({exc})")
         finally:
+            self._connected(-1)
             await ws.close()
+
+    def _connected(self, change: int) -> None:
+        self._open += change
+        metrics.exchange_connections.labels(self.venue.name).inc(change)
+        metrics.venue_up.labels(self.venue.name).set(self.down() is None)
 
     def _parse(self, frame: str | bytes) -> ParseResult:
         ingest_time_us = time.time_ns() // 1000

@@ -38,6 +38,7 @@ from tickpipe.core.trade import Side, Trade
 
 EXCHANGE = "kraken"
 DEFAULT_URL = "wss://ws.kraken.com/v2"
+DEFAULT_SYMBOLS = ("BTC/USD", "ETH/USD")
 SNAPSHOT = True
 
 _PAIR = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9]+")

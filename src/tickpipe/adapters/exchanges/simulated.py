@@ -15,11 +15,16 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tickpipe.core.symbols import normalize_symbol
 from tickpipe.core.trade import Side, Trade
 
+if TYPE_CHECKING:
+    from tickpipe.adapters.exchanges.registry import SourceOptions
+
 EXCHANGE = "simulated"
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 _KNOWN_PRICES = {"BTC": 65_000.0, "ETH": 3_400.0, "SOL": 150.0, "BNB": 580.0, "XRP": 0.55}
 _VOLATILITY_PER_TRADE = 0.0002
 _TICK_S = 0.01  # emission granularity: trades due are emitted in bursts at most this far apart
@@ -100,3 +105,8 @@ class SimulatedMarket:
             emitted += max(due, 0)
             next_due_s = start_s + emitted / self.rate_per_s
             await asyncio.sleep(max(0.0, min(_TICK_S, next_due_s - time.monotonic())))
+
+
+def open_source(raw_symbols: Sequence[str], options: SourceOptions) -> SimulatedMarket:
+    """The registry's entry (adapters/exchanges/registry.py): ids start at the run's start."""
+    return SimulatedMarket(raw_symbols, options.sim_rate, options.sim_seed, options.run_start_us)

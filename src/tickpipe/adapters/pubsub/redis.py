@@ -32,6 +32,7 @@ from tickpipe.adapters.pubsub.frames import (
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.ports import Frame, JsonObject
 from tickpipe.telemetry import metrics
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ class RedisFeed:
                     type(exc).__name__,
                     exc,
                     delay_s,
+                    extra=fields(
+                        "feed_resubscribing", dependency="redis", error=str(exc), delay_s=delay_s
+                    ),
                 )
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py

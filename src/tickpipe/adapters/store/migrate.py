@@ -23,6 +23,7 @@ import asyncpg
 from tickpipe.adapters.store.errors import MigrationFailed, StoreUnavailable, describe_url
 from tickpipe.adapters.store.postgres import connect_postgres, unavailable
 from tickpipe.adapters.store.sqlite import sqlite_path
+from tickpipe.telemetry.logs import fields
 
 Dialect = Literal["postgres", "sqlite"]
 
@@ -132,7 +133,11 @@ async def _apply_postgres(connection: Any) -> list[str]:
                 )
         except asyncpg.PostgresError as exc:
             raise MigrationFailed(f"migration {migration.name} failed: {exc}") from exc
-        _log.info("applied migration %s", migration.name)
+        _log.info(
+            "applied migration %s",
+            migration.name,
+            extra=fields("migration_applied", migration=migration.name),
+        )
         applied_now.append(migration.version)
     return applied_now
 
@@ -197,7 +202,11 @@ def _apply_sqlite(connection: sqlite3.Connection) -> list[str]:
         connection.execute(
             "INSERT INTO schema_migrations (version) VALUES (?)", (migration.version,)
         )
-        _log.info("applied migration %s", migration.name)
+        _log.info(
+            "applied migration %s",
+            migration.name,
+            extra=fields("migration_applied", migration=migration.name),
+        )
         applied_now.append(migration.version)
     return applied_now
 

@@ -1,5 +1,7 @@
 """REST routes of the gateway: history, snapshots (contract: HTTP API), candles and signal
-changes. Time parameters are ISO-8601 or epoch milliseconds, both bounds inclusive."""
+changes. Time parameters are RFC 3339, dates or epoch milliseconds, both bounds inclusive.
+Every constraint of a single parameter is declared (and so enforced by FastAPI before a handler
+runs); constraints between start and end answer 422 with a detail starting RANGE_ERROR."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import WithJsonSchema
 
 from tickpipe.core.candles import CandleInterval, CandleWindow, candle_window
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
@@ -22,35 +25,74 @@ from tickpipe.ports import (
 )
 from tickpipe.services.gateway.params import decode_cursor, encode_cursor, parse_time_us
 from tickpipe.services.gateway.schemas import (
+    CURSOR_PATTERN,
+    SYMBOL_MAX_LENGTH,
+    SYMBOL_PATTERN,
+    TIME_MAX_LENGTH,
     BtcSnapshot,
     CandleBar,
-    ErrorBody,
+    Error,
     Exchange,
     HistoryTrade,
     SignalChangeItem,
     Snapshot,
+    time_parameter_schema,
 )
 
 SymbolPath = Annotated[
-    str, Path(min_length=1, max_length=40, description="Symbol, e.g. BTCUSDT (BTC-USD also works)")
+    str,
+    Path(
+        pattern=SYMBOL_PATTERN,
+        max_length=SYMBOL_MAX_LENGTH,
+        description="Symbol: 2-32 letters/digits once `-` and `_` are removed and letters"
+        " upper-cased (BTCUSDT; btc-usdt works too)",
+        examples=["BTCUSDT", "BTC-USD"],
+    ),
 ]
 ExchangeQuery = Annotated[Exchange | None, Query(description="Only this exchange")]
+TIME_FORMS_DOC = (
+    ": RFC 3339 date-time (`2024-05-01T12:00:00Z`), date (`2024-05-01`, UTC midnight) or epoch"
+    " milliseconds; times before 1970 or after 2100 count as those bounds"
+)
 StartQuery = Annotated[
     str | None,
-    Query(max_length=40, description="From this time (inclusive): ISO-8601 or epoch ms"),
+    Query(max_length=TIME_MAX_LENGTH, description="From this time (inclusive)" + TIME_FORMS_DOC),
+    WithJsonSchema(time_parameter_schema(["2024-05-01T00:00:00Z", "2024-05-01", "1714521600000"])),
 ]
 EndQuery = Annotated[
     str | None,
-    Query(max_length=40, description="Up to this time (inclusive): ISO-8601 or epoch ms"),
+    Query(max_length=TIME_MAX_LENGTH, description="Up to this time (inclusive)" + TIME_FORMS_DOC),
+    WithJsonSchema(time_parameter_schema(["2024-05-01T12:00:00Z", "2024-05-02", "1714608000000"])),
 ]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-PAGED: dict[int | str, dict[str, Any]] = {
+# Constraints between parameters, which OpenAPI cannot declare, answer 422 with this prefix.
+RANGE_ERROR = "start and end: "
+Responses = dict[int | str, dict[str, Any]]
+UNAVAILABLE: Responses = {
+    503: {
+        "model": Error,
+        "description": "The store failed or did not answer in time",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+        },
+    },
+}
+ERRORS: Responses = {
+    422: {
+        "model": Error,
+        "description": "A parameter breaks its declared constraint; or, with a detail that"
+        f" starts `{RANGE_ERROR.strip()}`, start and end do not fit together as the operation"
+        " says",
+    },
+    **UNAVAILABLE,
+}
+NOT_FOUND: Responses = {404: {"model": Error, "description": "Nothing seen yet"}}
+PAGED: Responses = {
     200: {
         "headers": {
             "X-Next-Cursor": {
                 "description": "Pass it back as `cursor` (same other parameters) for the next,"
                 " older page; absent on the last page",
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": CURSOR_PATTERN},
             },
             "Link": {
                 "description": 'The next page\'s URL, rel="next"',
@@ -82,7 +124,7 @@ def time_range_or_422(start: str | None, end: str | None) -> tuple[int | None, i
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if start_us is not None and end_us is not None and start_us > end_us:
-        raise HTTPException(422, f"start {start!r} is after end {end!r}")
+        raise HTTPException(422, f"{RANGE_ERROR}start {start!r} is after end {end!r}")
     return start_us, end_us
 
 
@@ -126,7 +168,7 @@ def api_router(
         newest = await store.latest(symbol, exchange)
         return None if newest is None else newest.trade.exchange_time_us
 
-    @router.get("/history/{symbol}", response_model=list[HistoryTrade], responses=PAGED)
+    @router.get("/history/{symbol}", response_model=list[HistoryTrade], responses=PAGED | ERRORS)
     async def history(
         request: Request,
         symbol: SymbolPath,
@@ -135,7 +177,13 @@ def api_router(
         start: StartQuery = None,
         end: EndQuery = None,
         cursor: Annotated[
-            str | None, Query(max_length=100, description="X-Next-Cursor of the previous page")
+            str | None,
+            Query(
+                pattern=CURSOR_PATTERN,
+                max_length=40,
+                description="X-Next-Cursor of the previous page (`<time_us>_<row_id>`: a place"
+                " in history order; a page starts just before it)",
+            ),
         ] = None,
     ) -> Response:
         """The last `limit` stored trades of the symbol (in [start, end] when given), newest
@@ -163,7 +211,7 @@ def api_router(
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return response
 
-    @router.get("/candles/{symbol}", response_model=list[CandleBar])
+    @router.get("/candles/{symbol}", response_model=list[CandleBar], responses=ERRORS)
     async def candles(
         symbol: SymbolPath,
         interval: Annotated[CandleInterval, Query(description="Length of a candle")] = (
@@ -203,13 +251,14 @@ def api_router(
                 break
             except RangeTooWide as exc:
                 if attempt or (start is not None and end is not None):
-                    raise HTTPException(422, f"{exc}: give start and end closer together") from None
+                    detail = f"{RANGE_ERROR}{exc}: give them closer together"
+                    raise HTTPException(422, detail) from None
                 window = clamp_to_span(
                     window, interval.length_us, exc.max_span_us, keep_start=start is not None
                 )
         return json_response([candle_view(candle) for candle in rows])
 
-    @router.get("/signals/{symbol}", response_model=list[SignalChangeItem])
+    @router.get("/signals/{symbol}", response_model=list[SignalChangeItem], responses=ERRORS)
     async def signals(
         symbol: SymbolPath,
         start: StartQuery = None,
@@ -233,13 +282,13 @@ def api_router(
         if start_us is None:
             start_us = max(end_us - DEFAULT_SIGNAL_RANGE_US, 0)
         if end_us - start_us > MAX_SIGNAL_RANGE_US:
-            raise HTTPException(422, "the range from start to end is longer than 7 days")
+            raise HTTPException(422, f"{RANGE_ERROR}the range is longer than 7 days")
         changes = await store.signal_changes(
             normalized, start_us=start_us, end_us=end_us, limit=limit, exchange=exchange_name
         )
         return json_response([signal_change_view(change) for change in changes])
 
-    @router.get("/snapshot/{symbol}", response_model=Snapshot, responses=NOT_FOUND)
+    @router.get("/snapshot/{symbol}", response_model=Snapshot, responses=NOT_FOUND | ERRORS)
     async def snapshot(symbol: SymbolPath, exchange: ExchangeQuery = None) -> Response:
         """The latest processed trade of the symbol with its SMA and signal."""
         normalized = symbol_or_422(symbol)
@@ -248,7 +297,7 @@ def api_router(
             raise HTTPException(404, f"no trades seen for {normalized}")
         return json_response(found)
 
-    @router.get("/btc", response_model=BtcSnapshot, responses=NOT_FOUND)
+    @router.get("/btc", response_model=BtcSnapshot, responses=NOT_FOUND | UNAVAILABLE)
     async def btc() -> Response:
         """Seed-compatible latest BTCUSDT price, SMA and recommendation."""
         found = await latest_snapshot("BTCUSDT", None)
@@ -263,7 +312,7 @@ def api_router(
             }
         )
 
-    @router.get("/symbols", response_model=list[Snapshot])
+    @router.get("/symbols", response_model=list[Snapshot], responses=UNAVAILABLE)
     async def symbols() -> Response:
         """Every (exchange, symbol) seen, with its latest price, SMA and signal."""
         views = {

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,9 +30,11 @@ from tickpipe.services.gateway.admission import (
 from tickpipe.services.gateway.api import DEFAULT_CANDLES_MAX_SCAN_US, api_router
 from tickpipe.services.gateway.headers import DASHBOARD_PATHS, SecurityHeaders
 from tickpipe.services.gateway.live import CLIENT_QUEUE_FRAMES, Broadcaster
+from tickpipe.services.gateway.operations import operations_router
+from tickpipe.services.gateway.schemas import ws_frame_schema
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.http_tracing import TracingMiddleware
-from tickpipe.telemetry.probes import Check, probe_routes
+from tickpipe.telemetry.probes import Check
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,20 @@ MAX_WS_SYMBOLS = 100
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 WS_RETRY_AFTER_S = 5
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded
+WS_FRAME_SCHEMA_PATH = "/schemas/ws-frame.json"
+# Links are relative, so they also work behind a proxy that serves the gateway under a prefix.
+DESCRIPTION = f"""Trade history, snapshots and live updates of the tickpipe pipeline.
+
+Every 4xx and 5xx answer is JSON `{{"detail": "<one sentence>"}}`.
+
+**Live updates:** `WS /ws` sends one JSON text frame per processed trade; `?symbols=A,B` limits
+the stream. The frame and the protocol are described by the JSON Schema at
+[{WS_FRAME_SCHEMA_PATH}](.{WS_FRAME_SCHEMA_PATH})."""
+TAGS = [
+    {"name": "market data", "description": "Trades, snapshots, candles and signals"},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics"},
+    {"name": "documentation", "description": "Machine-readable documents"},
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +93,8 @@ def create_app(
     app = FastAPI(
         title="tickpipe gateway",
         version=tickpipe.__version__,
-        description="Trade history, snapshots and live updates of the tickpipe pipeline.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
         lifespan=lifespan,
     )
     app.add_middleware(TracingMiddleware)
@@ -98,8 +116,9 @@ def create_app(
             candles_max_scan_us=options.candles_max_scan_us,
         )
     )
-    app.router.routes.extend(probe_routes(checks, metrics=options.serve_metrics))
+    app.include_router(operations_router(checks, metrics=options.serve_metrics))
     _install_error_handlers(app)
+    _document(app, window)
 
     @app.websocket("/ws")
     async def live_updates(
@@ -162,6 +181,37 @@ def _symbol_filter(raw: str | None) -> set[str] | None:
     return symbols or None
 
 
+def _document(app: FastAPI, window: int) -> None:
+    """Serves the WebSocket frame schema; states this deployment's SMA window in the OpenAPI."""
+    frame_schema = ws_frame_schema()
+
+    @app.get(
+        WS_FRAME_SCHEMA_PATH,
+        tags=["documentation"],
+        responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+        response_class=JSONResponse,
+    )
+    async def ws_frame_document() -> JSONResponse:
+        """JSON Schema of a `WS /ws` frame; its description explains the protocol."""
+        return JSONResponse(frame_schema)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            btc_sma = document["components"]["schemas"]["BtcSnapshot"]["properties"]["sma_20"]
+            btc_sma["description"] += f" Here: {window} trades."
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error is JSON `{"detail": ...}`: never HTML, never a stack trace."""
 
@@ -177,8 +227,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, 422)
+        return JSONResponse({"detail": validation_detail(exc)}, 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -187,3 +236,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": "service unavailable: a dependency failed"}, 503, headers=NOSNIFF
         )
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """FastAPI's list of errors as one sentence, the shape of every other error's detail:
+    `limit: Input should be less than or equal to 1000` (never the input itself)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0])
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts) or "invalid request"

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tickpipe.backoff import Backoff
 from tickpipe.ports import UpdateFeed
 from tickpipe.telemetry import metrics, tracing
+from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,11 @@ class Broadcaster:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the feed is re-subscribed, never fatal
-                log.warning("update feed failed, re-subscribing: %s", exc)
+                log.warning(
+                    "update feed failed, re-subscribing: %s",
+                    exc,
+                    extra=fields("feed_failed", error=str(exc), attempt=attempt),
+                )
                 metrics.feed_resubscribes.inc()
                 await asyncio.sleep(backoff.delay_s(attempt))
                 attempt += 1
@@ -104,6 +109,9 @@ class Broadcaster:
             log.info(
                 "disconnecting a WebSocket client that fell %d or more frames behind",
                 self._client_queue_frames,
+                extra=fields(
+                    "websocket_dropped", reason="too_slow", frames_behind=self._client_queue_frames
+                ),
             )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

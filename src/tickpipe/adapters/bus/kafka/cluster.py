@@ -21,7 +21,7 @@ from confluent_kafka.cimpl import NewTopic
 from tickpipe.adapters.bus.kafka import client_log
 from tickpipe.adapters.bus.kafka.properties import InvalidKafkaProperties, KafkaProperties
 from tickpipe.telemetry import metrics
-from tickpipe.telemetry.logs import RateLimitedLog
+from tickpipe.telemetry.logs import RateLimitedLog, fields
 
 _log = logging.getLogger(__name__)
 client_log.install()
@@ -115,7 +115,12 @@ def ensure_topics(
                 f"Kafka at {bootstrap_servers} did not create topic {name!r} within {timeout_s:g} s"
             ) from None
         else:
-            _log.info("created Kafka topic %s (%d partitions)", name, wanted[name])
+            _log.info(
+                "created Kafka topic %s (%d partitions)",
+                name,
+                wanted[name],
+                extra=fields("topic_created", topic=name, partitions=wanted[name]),
+            )
 
 
 AUTH_HINT = (

@@ -41,6 +41,7 @@ from tickpipe.telemetry.logs import RateLimitedLog
 _log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 1.0
+_SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
         KafkaError.REBALANCE_IN_PROGRESS,
@@ -178,6 +179,11 @@ class KafkaConsumer:
                 self._executor, self._commit_now, dict(offsets)
             )
 
+    async def serve_group(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        if self._pending_poll is None:
+            self._leftover += await loop.run_in_executor(self._executor, self._serve_group)
+
     async def dead_letter(self, messages: Sequence[BusMessage]) -> None:
         if messages:
             # Not on the consumer thread: the revoke callback may dead-letter during a rebalance.
@@ -235,6 +241,23 @@ class KafkaConsumer:
         if messages:
             self._outages.up()
         return messages
+
+    def _serve_group(self) -> list[BusMessage]:
+        """One turn of the group protocol with every assigned partition paused: a rebalance runs
+        its callbacks, and no message is handed out (librdkafka drops what it had prefetched of a
+        paused partition and fetches again from the position on resume). What a partition
+        assigned during this very call delivers is kept for the next poll."""
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        if assigned:
+            consumer.pause(assigned)
+        try:
+            raw = consumer.consume(_SERVE_MAX_MESSAGES, 0.05)
+        finally:
+            assigned = consumer.assignment()
+            if assigned:
+                consumer.resume(assigned)
+        return [self._to_bus_message(message) for message in raw if message.error() is None]
 
     @staticmethod
     def _to_bus_message(message: Message) -> BusMessage:

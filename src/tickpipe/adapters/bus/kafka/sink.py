@@ -24,7 +24,7 @@ from tickpipe.adapters.bus.kafka.cluster import (
 )
 from tickpipe.core.trade import Trade
 from tickpipe.telemetry import metrics
-from tickpipe.telemetry.logs import RateLimitedLog
+from tickpipe.telemetry.logs import RateLimitedLog, fields
 from tickpipe.telemetry.tracing import current_traceparent
 
 _log = logging.getLogger(__name__)
@@ -136,7 +136,11 @@ class KafkaSink:
         self._stopping.set()
         await asyncio.to_thread(self._reporter.join)
         if remaining:
-            _log.error("closing the Kafka producer with %d trades undelivered", remaining)
+            _log.error(
+                "closing the Kafka producer with %d trades undelivered",
+                remaining,
+                extra=fields("trades_undelivered", trades=remaining),
+            )
             # Purged messages get failed delivery reports, so they are counted as errors.
             self._producer.purge()
             self._producer.flush(0)
