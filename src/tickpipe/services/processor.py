@@ -1,10 +1,7 @@
 """The processor. Order: score -> store.write -> consumer.commit -> publish.
 
-Up to two batches are in flight, written strictly one after the other (each stream's rows are
-stored in processing order): while batch N is written, committed and handed to the publisher,
-batch N+1 may wait its turn and N+2 is polled and scored, so the database's work and the
-processor's overlap. N+1 is written once N is settled (or left behind, revoked); if N failed,
-N+1 is not written at all.
+One batch is in flight at a time: while batch N is written, committed and handed to the
+publisher, batch N+1 is polled and scored; batch N+1 is written only after N is settled.
 
 What may be committed is decided by one pure object, the `OffsetLedger` (core/offsets.py): per
 partition, only up to the last message below which everything is stored (or dead-lettered).
@@ -21,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from decimal import Decimal
 from functools import partial
@@ -44,7 +41,6 @@ T = TypeVar("T")
 
 IDLE_POLL_S = 0.1  # how long an idle poll waits, i.e. how quickly a stop is noticed
 IN_FLIGHT_POLL_S = 0.002
-MAX_BATCHES_IN_FLIGHT = 2  # handed on and not settled; written one after the other
 STOP_BUDGET_S = 4.0  # once stopping, what is in flight gets this long in all (SIGTERM grace: 10 s)
 SERVE_GROUP_S = 0.5  # while the store is slow, the bus's group protocol is served this often
 CANCEL_WAIT_S = 0.5  # how long a cancelled, hanging write may take to unwind
@@ -90,18 +86,6 @@ class _Pending:
         return {partition: (first, lasts[partition]) for partition, first in firsts.items()}
 
 
-class _InFlight:
-    """A batch handed on: its write task, and whether the next batch may start its write."""
-
-    __slots__ = ("batch", "left_behind", "released", "task")
-
-    def __init__(self, batch: LedgerBatch) -> None:
-        self.batch = batch
-        self.task: asyncio.Task[None]
-        self.released = asyncio.Event()  # set once it ended or was left behind
-        self.left_behind = False
-
-
 class Processor:
     def __init__(
         self,
@@ -132,7 +116,8 @@ class Processor:
         self.failing: dict[str, str] = {}  # dependency -> why its last call failed (readiness)
         self._stop = asyncio.Event()
         self._stop_deadline_s: float | None = None
-        self._in_flight: deque[_InFlight] = deque()  # handed on, not settled; oldest first
+        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight_batch: LedgerBatch | None = None
         self._detached: set[asyncio.Task[None]] = set()  # batches in flight when revoked
         self._attempts: set[asyncio.Timeout] = set()  # dependency calls under way
         self._log_retry = {"database": RateLimitedLog(log), "kafka": RateLimitedLog(log)}
@@ -168,7 +153,7 @@ class Processor:
             timeout_s = IDLE_POLL_S
         else:
             timeout_s = max(0.0, self._max_batch_age_s - (time.monotonic() - pending.started_s))
-        if any(not entry.task.done() for entry in self._in_flight):
+        if self._in_flight is not None and not self._in_flight.done():
             # The bus may serve the in-flight batch's commit only between polls: keep them short.
             timeout_s = min(timeout_s, IN_FLIGHT_POLL_S)
         return timeout_s
@@ -252,45 +237,19 @@ class Processor:
                 self._scorer.seed(key, prices)
 
     async def flush(self) -> None:
-        """Hands the batch on to be written, committed and published after the batches in
-        flight, once fewer than MAX_BATCHES_IN_FLIGHT are; returns without waiting for it (see
-        `_settle`)."""
-        while len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
-            await self._settle_oldest()
+        """Hands the batch on to be written, committed and published, once the batch in flight
+        is settled; returns without waiting for this one (see `_settle`)."""
+        await self._settle()
         pending = self._pending
         if not pending.messages:
             return
         self._pending = _Pending()
         batch = self._ledger.add_batch(pending.spans())
         self._evict()
-        previous = self._in_flight[-1] if self._in_flight else None
-        entry = _InFlight(batch)
-        entry.task = asyncio.create_task(
-            self._write_after(previous, entry, pending, self._epoch), name="process-batch"
+        self._in_flight = asyncio.create_task(
+            self._write(batch, pending.scored, pending.messages), name="process-batch"
         )
-        self._in_flight.append(entry)
-
-    async def _write_after(
-        self, previous: _InFlight | None, entry: _InFlight, pending: _Pending, epoch: int
-    ) -> None:
-        """Writes the batch once the one before it is settled or left behind, so that each
-        stream's rows are stored in processing order. Not at all if that one failed (only a
-        stop gives a batch up): the ledger holds its commit back, it is redelivered. Trades of
-        partitions revoked since the batch was handed on are not written: their next owner
-        reads them again."""
-        try:
-            if previous is not None:
-                await previous.released.wait()
-                failed = previous.task.done() and (
-                    previous.task.cancelled() or previous.task.exception() is not None
-                )
-                if failed and not previous.left_behind:
-                    return
-            if self._epoch != epoch:
-                pending.drop({p for p, at in self._revoked_at.items() if at > epoch})
-            await self._write(entry.batch, pending.scored, pending.messages)
-        finally:
-            entry.released.set()
+        self._in_flight_batch = batch
 
     def _evict(self) -> None:
         """Keeps per-stream state bounded: the least recently scored streams beyond the
@@ -302,16 +261,13 @@ class Processor:
                 self._stream_partitions.pop(key, None)
 
     async def _settle(self) -> None:
-        """Waits for every batch in flight, oldest first (see `_settle_oldest`)."""
-        while self._in_flight:
-            await self._settle_oldest()
-
-    async def _settle_oldest(self) -> None:
-        """Waits for the oldest batch in flight; its failure (a stop during an outage) surfaces
-        here. Once stopping, it gets what is left of the stop budget, then it is cancelled: it
-        was never committed, so it is redelivered (and so are the batches after it)."""
-        entry = self._in_flight.popleft()
-        task, batch = entry.task, entry.batch
+        """Waits for the batch in flight; its failure (a stop during an outage) surfaces here.
+        Once stopping, it gets what is left of the stop budget, then it is cancelled: it was
+        never committed, so it is redelivered."""
+        task, self._in_flight = self._in_flight, None
+        batch, self._in_flight_batch = self._in_flight_batch, None
+        if task is None:
+            return
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             while not task.done() and not stopping.done():
@@ -328,8 +284,6 @@ class Processor:
                     # from the pool); the processor goes on with its new assignment.
                     self._detached.add(task)
                     task.add_done_callback(self._forget_detached)
-                    entry.left_behind = True
-                    entry.released.set()  # the next batch need not wait for it
                     log.info("left the batch in flight behind: its partitions were revoked")
                     return
         finally:
@@ -337,8 +291,6 @@ class Processor:
         if not task.done():
             await asyncio.wait({task}, timeout=max(0.0, self._deadline_s() - time.monotonic()))
         if not task.done():
-            for later in self._in_flight:  # waiting for this one: they would not be written
-                later.task.cancel()
             task.cancel()
             await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
             raise _GaveUp(f"the batch in flight did not finish within {self._stop_budget_s}s")
