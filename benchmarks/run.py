@@ -152,7 +152,7 @@ def measure(
             group = f"bench-{run_id}-process"
             env = infra.TickpipeEnv(database_url, bootstrap, topic, group, redis)
             runs: list[Any] = []
-            quix_runs: list[tuple[float, Any]] = []
+            quix_runs: list[Any] = []
             for attempt in range(1, params.repeat + 1):
                 if attempt > 1:
                     pipeline.truncate(database_url)
@@ -167,33 +167,37 @@ def measure(
                     raise RuntimeError(f"stored {throughput.stored} rows of {params.trades} trades")
                 runs.append(throughput)
                 if peer_on:
-                    quix_runs.append(
-                        step(
-                            f"peer: Quix Streams SMA-20 (run {attempt}/{params.repeat})",
-                            lambda attempt=attempt: peer.quix_throughput(
-                                processes,
-                                bootstrap,
-                                topic,
-                                params.trades,
-                                partitions=PARTITIONS,
-                                run_id=f"{run_id}-{attempt}",
-                                state_dir=log_dir / "quix-state",
-                                timeout_s=params.timeout_s,
-                            ),
-                        )
+                    pipeline.truncate(database_url)
+                    peer_env = replace(env, group=f"{group}-quix-{attempt}")
+                    peer_run = step(
+                        f"peer: Quix Streams, same work (run {attempt}/{params.repeat})",
+                        lambda peer_env=peer_env: peer.quix_throughput(
+                            processes,
+                            peer_env,
+                            params.trades,
+                            state_dir=log_dir / "quix-state",
+                            timeout_s=params.timeout_s,
+                        ),
                     )
+                    if peer_run.stored != params.trades:
+                        raise RuntimeError(f"peer stored {peer_run.stored} of {params.trades}")
+                    quix_runs.append(peer_run)
             best = max(runs, key=lambda run: run.trades_per_s)
             tickpipe["processor_trades_per_s"] = best.trades_per_s
             tickpipe["processor_trades_per_s_runs"] = [run.trades_per_s for run in runs]
             tickpipe["peak_rss_mib"] = max(run.peak_rss_mib for run in runs)
             tickpipe["stored"] = best.stored
+            tickpipe["processor_committed_per_s"] = best.committed_per_s
+            tickpipe["redis_delivered"] = best.delivered
             tickpipe["processor_cpu_pct"] = best.cpu_pct
             results["progress"]["processor"] = best.progress.samples
             if quix_runs:
-                quix_rate, quix_progress = max(quix_runs, key=lambda run: run[0])
-                results["peer"]["quix_trades_per_s"] = quix_rate
-                results["peer"]["quix_trades_per_s_runs"] = [run[0] for run in quix_runs]
-                results["progress"]["quix"] = quix_progress.samples
+                best_peer = max(quix_runs, key=lambda run: run.trades_per_s)
+                results["peer"]["quix_trades_per_s"] = best_peer.trades_per_s
+                results["peer"]["quix_trades_per_s_runs"] = [r.trades_per_s for r in quix_runs]
+                results["peer"]["quix_redis_delivered"] = best_peer.delivered
+                results["peer"]["quix_cpu_pct"] = best_peer.cpu_pct
+                results["progress"]["quix"] = best_peer.progress.samples
 
             pipeline.truncate(database_url)
             live_topic = f"bench-{run_id}-live"
@@ -218,6 +222,8 @@ def measure(
                 "processor_means": latency.processor_means,
                 "worst_ms_per_s": latency.worst_ms_per_s,
                 "frames": latency.frames,
+                "first_trade_s": latency.first_trade_s,
+                "cold_start_ms": latency.cold_ms,
             }
             tickpipe["rss_samples_mib"] = latency.rss_samples_mib
             tickpipe["rss_growth_pct"] = rss_growth_pct(latency.rss_samples_mib)

@@ -78,6 +78,9 @@ async def _run(
     def stored() -> int:
         return int(metrics.trades_stored._value.get())
 
+    from tickpipe.services.runtime import tune_gc
+
+    tune_gc()  # as `tickpipe process` does
     stop = asyncio.Event()
     profiler = None
     if profile_path is not None:

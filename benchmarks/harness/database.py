@@ -15,6 +15,7 @@ import asyncpg
 
 from benchmarks.harness import workload
 from tickpipe.adapters.pubsub.frames import update_frame
+from tickpipe.adapters.store.postgres import configure_writer
 
 BATCH_ROWS = 10_000
 REDIS_PIPELINE_MESSAGES = 1_000
@@ -44,6 +45,7 @@ ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING
 
 async def _insert_rates(database_url: str, rows: int, seed: int) -> dict[str, float]:
     connection = await asyncpg.connect(database_url)
+    await configure_writer(connection)  # the row shape of copy_record, as tickpipe writes it
     try:
         rates = {}
         for method in ("idempotent", "copy"):

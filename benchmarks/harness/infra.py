@@ -241,6 +241,8 @@ class TickpipeEnv:
                 "TICKPIPE_REDIS_PREFIX": self.redis.prefix,
                 "TICKPIPE_SMA_WINDOW": "20",
                 "TICKPIPE_LOG_LEVEL": "WARNING",
+                # Every benchmark client connects from 127.0.0.1.
+                "TICKPIPE_WS_MAX_CLIENTS_PER_IP": "1000",
             }
         )
         env.update(self.extra)

@@ -116,6 +116,63 @@ def messages_in(bootstrap: str, topic: str) -> Iterator[Counter]:
         reader.close()
 
 
+# The newest row's id, by one index probe per stream ((exchange, symbol, id)): after TRUNCATE ...
+# RESTART IDENTITY, with batches committed in order, the rows stored so far, without a count(*)
+# scan every poll.
+_STORED_SO_FAR = """
+SELECT coalesce(max(newest.id), 0) FROM unnest($1::text[]) AS s(symbol)
+CROSS JOIN LATERAL (
+    SELECT id FROM trades WHERE exchange = 'simulated' AND symbol = s.symbol
+    ORDER BY id DESC LIMIT 1
+) AS newest
+"""
+
+
+@contextlib.contextmanager
+def stored_so_far(database_url: str) -> Iterator[Counter]:
+    """A function: the rows stored so far in `trades` (polled; see _STORED_SO_FAR)."""
+    loop = asyncio.new_event_loop()
+    connection = loop.run_until_complete(asyncpg.connect(database_url))
+
+    def stored() -> int:
+        return int(loop.run_until_complete(connection.fetchval(_STORED_SO_FAR, workload.SYMBOLS)))
+
+    try:
+        yield stored
+    finally:
+        loop.run_until_complete(connection.close())
+        loop.close()
+
+
+@contextlib.contextmanager
+def redis_deliveries(channel: str) -> Iterator[Counter]:
+    """A function: how many trade updates were published on `channel` so far (one line per
+    trade per message), counted by a subscriber on a thread of its own."""
+    from redis import Redis
+
+    client = Redis.from_url(infra.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    seen = [0]
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message is not None and message["type"] == "message":
+                seen[0] += message["data"].count(b"\n") + 1
+
+    thread = threading.Thread(target=read, name="bench-redis-reader", daemon=True)
+    thread.start()
+    try:
+        yield lambda: seen[0]
+    finally:
+        stop.set()
+        thread.join(5)
+        pubsub.close()
+        client.close()
+
+
 def migrate_database(database_url: str) -> None:
     asyncio.run(migrate(database_url))
 
@@ -169,11 +226,13 @@ def start_gateway(
 
 @dataclass
 class Throughput:
-    trades_per_s: float
+    trades_per_s: float  # rows stored, from the first stored row to the last (polled)
     peak_rss_mib: float
     progress: Progress
     stored: int
-    cpu_pct: float  # CPU time of the processor process over wall time, first to last commit
+    cpu_pct: float  # CPU time of the processor process over wall time, first to last row
+    committed_per_s: float  # the same, from its first offset commit to its last
+    delivered: int  # trade updates published to Redis (a dropped update shows here)
 
 
 def processor_throughput(
@@ -184,40 +243,58 @@ def processor_throughput(
     timeout_s: float,
     profile_argv: list[str] | None = None,
 ) -> Throughput:
-    """Runs `tickpipe process` over a pre-filled topic of `count` trades: trades/s from its first
-    commit to its last, peak RSS, and the stored row count. `profile_argv` (e.g. py-spy record),
-    given the processor's pid as its last argument, runs beside it."""
-    child, _ = start_processor(processes, env, "process-throughput")
-    profiler = None
-    if profile_argv is not None:
-        profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
-    cpu_from: list[tuple[float, float]] = []  # (wall s, CPU s) at the first commit
+    """Runs `tickpipe process` over a pre-filled topic of `count` trades: trades/s from the
+    first row stored to the last (rows polled every 100 ms, like the peer's), the same from its
+    first offset commit to its last, peak RSS, the stored row count and the updates delivered
+    to a Redis subscriber. `profile_argv` (e.g. py-spy record), given the processor's pid as
+    its last argument, runs beside it."""
+    with redis_deliveries(env.redis.channel) as delivered:
+        child, _ = start_processor(processes, env, "process-throughput")
+        profiler = None
+        if profile_argv is not None:
+            profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
+        cpu_from: list[tuple[float, float]] = []  # (wall s, CPU s) at the first stored row
+        commits = Progress()
+        try:
+            with (
+                committed_offsets(env.bootstrap, env.topic, env.group) as committed,
+                stored_so_far(env.database_url) as stored,
+            ):
+                started_s = time.monotonic()
 
-    try:
-        with committed_offsets(env.bootstrap, env.topic, env.group) as committed:
+                def counted() -> int:
+                    done = stored()
+                    if done and not cpu_from:
+                        cpu_from.append((time.monotonic(), infra.cpu_seconds(child.pid)))
+                    offsets = committed()
+                    if not commits.samples or offsets != commits.samples[-1][1]:
+                        commits.samples.append((time.monotonic() - started_s, offsets))
+                    return done
 
-            def counted() -> int:
-                done = committed()
-                if done and not cpu_from:
-                    cpu_from.append((time.monotonic(), infra.cpu_seconds(child.pid)))
-                return done
-
-            progress = watch(counted, count, child, timeout_s)
-        peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
-        wall_s = time.monotonic() - cpu_from[0][0]
-        cpu_pct = 100 * (infra.cpu_seconds(child.pid) - cpu_from[0][1]) / wall_s
-    finally:
-        if profiler is not None:
-            # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM.
-            processes.stop(profiler, timeout_s=30, signal_number=signal.SIGINT)
-        processes.stop(child)
-    return Throughput(
-        progress.rate_per_s(),
-        peak_rss_kib / 1024,
-        progress,
-        stored_rows(env.database_url),
-        cpu_pct,
-    )
+                progress = watch(counted, count, child, timeout_s)
+                while committed() < count and time.monotonic() - started_s < timeout_s:
+                    time.sleep(COMMIT_POLL_S)
+                commits.samples.append((time.monotonic() - started_s, committed()))
+            peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
+            wall_s = time.monotonic() - cpu_from[0][0]
+            cpu_pct = 100 * (infra.cpu_seconds(child.pid) - cpu_from[0][1]) / wall_s
+            deadline_s = time.monotonic() + 5.0  # the last batch's publish follows its commit
+            while delivered() < count and time.monotonic() < deadline_s:
+                time.sleep(COMMIT_POLL_S)
+        finally:
+            if profiler is not None:
+                # py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM.
+                processes.stop(profiler, timeout_s=30, signal_number=signal.SIGINT)
+            processes.stop(child)
+        return Throughput(
+            progress.rate_per_s(),
+            peak_rss_kib / 1024,
+            progress,
+            stored_rows(env.database_url),
+            cpu_pct,
+            commits.rate_per_s(),
+            delivered(),
+        )
 
 
 @dataclass
@@ -229,6 +306,8 @@ class Latency:
     rss_samples_mib: list[tuple[float, float]]  # seconds since the measurement began, MiB
     processor_means: dict[str, float]  # from its /metrics: store write ms, trades per batch
     worst_ms_per_s: list[float]  # the worst ingest -> client latency of each measured second
+    first_trade_s: float  # from launching the services (all at once) to the client's first frame
+    cold_ms: dict[str, float]  # ingest -> client percentiles over the first COLD_START_S
 
 
 def scrape_means(metrics_port: int) -> dict[str, float]:
@@ -267,6 +346,7 @@ class Window:
     duration_s: float
     first_frame_s: float | None = None
     max_wait_s: float = 60.0
+    launched_s: float = 0.0  # when the first service was started (monotonic)
 
     def start(self, now_s: float) -> None:
         if self.first_frame_s is None:
@@ -283,10 +363,15 @@ class Window:
         return now_s >= self.first_frame_s + self.warmup_s + self.duration_s
 
 
-async def _listen_websocket(ws_url: str, window: Window) -> tuple[Any, Any, int, list[float]]:
+COLD_START_S = 5.0  # the cold-start figure: frames in the first seconds after the launch
+
+
+async def _listen_websocket(ws_url: str, window: Window) -> tuple[Any, Any, int, list[float], Any]:
     """Histograms of now - ingest_time_us and now - timestamp, and the worst latency (ms) of
-    each second, so that a stall shows where it happened."""
+    each second, so that a stall shows where it happened; and a histogram of now -
+    ingest_time_us of the frames in the first COLD_START_S after the services were launched."""
     from_ingest, from_exchange = hist.new_histogram(), hist.new_histogram()
+    cold = hist.new_histogram()
     frames = 0
     worst_ms_per_s: list[float] = []
     started_s = time.monotonic()
@@ -298,6 +383,9 @@ async def _listen_websocket(ws_url: str, window: Window) -> tuple[Any, Any, int,
                 continue
             now_us, now_s = time.time_ns() // 1000, time.monotonic()
             window.start(now_s)
+            if now_s < window.launched_s + COLD_START_S:
+                for item in _items(message):
+                    hist.record_us(cold, now_us - item["ingest_time_us"])
             if not window.measuring(now_s):
                 continue
             second = int(now_s - (window.first_frame_s or now_s) - window.warmup_s)
@@ -309,7 +397,7 @@ async def _listen_websocket(ws_url: str, window: Window) -> tuple[Any, Any, int,
                 hist.record_us(from_exchange, now_us - item["timestamp"] * 1000)
                 worst_ms_per_s[second] = max(worst_ms_per_s[second], latency_us / 1000)
                 frames += 1
-    return from_ingest, from_exchange, frames, worst_ms_per_s
+    return from_ingest, from_exchange, frames, worst_ms_per_s, cold
 
 
 async def _listen_redis(channel: str, window: Window) -> Any:
@@ -349,8 +437,20 @@ def end_to_end_latency(
     """ingest (simulated, `rate_per_s`) -> Kafka -> process -> PostgreSQL + Redis -> gateway ->
     one WebSocket client, which measures now - ingest_time_us and now - timestamp; a Redis
     subscriber beside it measures now - ingest_time_us when the processor publishes."""
-    processor, metrics_port = start_processor(processes, env, "process-latency")
-    gateway, gateway_port = start_gateway(processes, env, "gateway-latency")
+    # All three at once, as a deployment starts them: the first frame on a client is the
+    # cold-start figure.
+    launched_s = time.monotonic()
+    metrics_port, gateway_port = infra.free_port(), infra.free_port()
+    processor = processes.start(
+        "process-latency",
+        infra.tickpipe_argv("process"),
+        env.environ(TICKPIPE_METRICS_PORT=str(metrics_port)),
+    )
+    gateway = processes.start(
+        "gateway-latency",
+        infra.tickpipe_argv("gateway"),
+        env.environ(TICKPIPE_HTTP_PORT=str(gateway_port)),
+    )
     rss_samples: list[tuple[float, float]] = []
     ingest_env = env.environ(
         TICKPIPE_SIM_RATE=str(rate_per_s),
@@ -359,8 +459,9 @@ def end_to_end_latency(
         TICKPIPE_METRICS_PORT=str(infra.free_port()),
     )
     ingest = processes.start("ingest-latency", infra.tickpipe_argv("ingest"), ingest_env)
+    infra.wait_http_ok(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
     started_s = time.monotonic()
-    window = Window(warmup_s, duration_s)
+    window = Window(warmup_s, duration_s, launched_s=launched_s)
 
     async def measure() -> tuple[Any, Any]:
         async def sample_rss() -> None:
@@ -380,7 +481,9 @@ def end_to_end_latency(
             sampler.cancel()
 
     try:
-        (from_ingest, from_exchange, frames, worst_ms_per_s), to_redis = asyncio.run(measure())
+        (from_ingest, from_exchange, frames, worst_ms_per_s, cold), to_redis = asyncio.run(
+            measure()
+        )
         processor_metrics = scrape_means(metrics_port)
     finally:
         processes.stop(ingest)
@@ -395,6 +498,8 @@ def end_to_end_latency(
         [(t - measured_from_s, rss) for t, rss in rss_samples],
         processor_metrics,
         worst_ms_per_s,
+        (window.first_frame_s or started_s) - launched_s,
+        hist.percentiles_ms(cold),
     )
 
 

@@ -4,7 +4,8 @@
 
 Prints `LISTENING`, waits for `clients` connections, then broadcasts `updates` distinct trade
 frames (tickpipe's frame JSON) with `websockets.broadcast`, as fast as the slowest client's write
-buffer allows, and closes every connection once its buffer has drained.
+buffer allows, and closes every connection once its buffer has drained. The pace is set by the
+transports' flow control (drain waits for `resume_writing`), never by a timer.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from benchmarks.harness import workload
 from tickpipe.adapters.pubsub.frames import update_frame
 
 HIGH_WATER_BYTES = 256 * 1024  # waits for the clients above this much unsent data
-FRAMES_PER_CHECK = 20
 
 
-def _buffered_bytes(connections: set[ServerConnection]) -> int:
-    return max((c.transport.get_write_buffer_size() for c in connections), default=0)
+async def _drain(connections: set[ServerConnection]) -> None:
+    """Returns once no connection holds more than its high-water mark of unsent data."""
+    paused = [c for c in connections if c.paused]
+    if paused:
+        await asyncio.gather(*(c.drain() for c in paused), return_exceptions=True)
 
 
 async def run_server(port: int, clients: int, updates: int) -> None:
@@ -42,16 +45,16 @@ async def run_server(port: int, clients: int, updates: int) -> None:
         port,
         compression=None,
         ping_interval=None,
+        write_limit=HIGH_WATER_BYTES,
     ):
         print("LISTENING", flush=True)
         await all_connected.wait()
-        for index, text in enumerate(texts):
+        for text in texts:
             broadcast(connected, text)
-            if index % FRAMES_PER_CHECK == FRAMES_PER_CHECK - 1:
-                while _buffered_bytes(connected) > HIGH_WATER_BYTES:
-                    await asyncio.sleep(0.001)
-        while _buffered_bytes(connected) > 0:
-            await asyncio.sleep(0.01)
+            await _drain(connected)
+        for connection in connected:  # now wait until every buffer is empty
+            connection.transport.set_write_buffer_limits(high=0)
+        await _drain(connected)
         await asyncio.sleep(0.5)
         await asyncio.gather(*(c.close() for c in connected), return_exceptions=True)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.strategies import trades
@@ -328,3 +329,67 @@ def test_time_us_to_datetime_is_aware_utc() -> None:
     moment = time_us_to_datetime(NOW_US + 7)
     assert moment.tzinfo is UTC
     assert moment.microsecond == 7
+
+
+def _outcome(build_trade: Any) -> Trade | str:
+    try:
+        result: Trade = build_trade()
+    except InvalidTrade as exc:
+        return f"InvalidTrade: {exc}"
+    return result
+
+
+_valid_fields = st.tuples(
+    st.sampled_from(["binance", "kraken"]),
+    st.sampled_from(["BTCUSDT", "ETHUSD"]),
+    st.integers(1, 10**12).map(str),
+    st.decimals(min_value=Decimal("0.00000001"), max_value=10**9, places=8).map(str),
+    st.decimals(min_value=Decimal("0.00000001"), max_value=10**9, places=8).map(str),
+    st.sampled_from([None, Side.BUY, Side.SELL]),
+    st.integers(NOW_US - 10**9, NOW_US + 10**9),
+    st.just(NOW_US),
+)
+_amount_junk = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, places=8).map(str),
+    st.sampled_from(
+        ["0", "-1", "NaN", "Infinity", "1e5", "1E-50", "1e+60", "abc", "", " 2.5 ", "1_000"]
+    ),
+    st.text(alphabet="0123456789.", min_size=30, max_size=45),
+)
+_junk = (
+    st.sampled_from(["nyse", ""]),
+    st.sampled_from(["btcusdt", "BTC-USD", "X", "ß"]),
+    st.one_of(st.text(max_size=70), st.sampled_from(["", "a\n", "x" * 65])),
+    _amount_junk,
+    _amount_junk,
+    st.none(),
+    st.integers(MIN_TIME_US - 2, NOW_US + MAX_CLOCK_SKEW_US + 2),
+    st.sampled_from([MIN_TIME_US - 1, MIN_TIME_US, 4_102_444_800_000_000, 4_102_444_800_000_001]),
+)
+
+
+@st.composite
+def _trade_fields(draw: st.DrawFn) -> tuple[Any, ...]:
+    """Valid fields, with up to two of them replaced by something probably invalid."""
+    fields = list(draw(_valid_fields))
+    for index in draw(st.lists(st.integers(0, 7), max_size=2)):
+        fields[index] = draw(_junk[index])
+    return tuple(fields)
+
+
+@settings(max_examples=500)  # cheap, and each field's invalid values are rare in a draw
+@given(_trade_fields())
+@example(("binance", "BTCUSDT", "1", "1", "1E-50", None, NOW_US, NOW_US))
+@example(("binance", "BTCUSDT", "1", "1E+50", "1", None, NOW_US, NOW_US))
+def test_trade_from_text_agrees_with_new_trade(fields: tuple[Any, ...]) -> None:
+    """The decoder's fast path gives new_trade's trade or new_trade's error, before and after
+    the symbol is known."""
+    from tickpipe.core.trade import trade_from_text
+
+    names = ("exchange", "symbol", "trade_id", "price", "quantity", "side")
+    names += ("exchange_time_us", "ingest_time_us")
+    expected = _outcome(lambda: new_trade(**dict(zip(names, fields, strict=True))))
+    assert _outcome(lambda: trade_from_text(*fields)) == expected
+    with contextlib.suppress(InvalidTrade):  # a valid symbol becomes known: the fast path
+        trade_from_text("binance", fields[1], "1", "1", "1", None, NOW_US, NOW_US)
+    assert _outcome(lambda: trade_from_text(*fields)) == expected

@@ -38,6 +38,20 @@ class RollingMean:
         self._sum = _CONTEXT.add(self._sum, value)
         return self.mean
 
+    def push_compare(self, value: Decimal) -> tuple[Decimal | None, int | None]:
+        """`push` then `compare` of the same value, in one call (the scorer's hot path)."""
+        values = self._values
+        window = self.window
+        total = self._sum
+        if len(values) == window:
+            total = _CONTEXT.subtract(total, values[0])
+        values.append(value)
+        total = self._sum = _CONTEXT.add(total, value)
+        if len(values) < window:
+            return None, None
+        scaled = _CONTEXT.multiply(value, window)
+        return _CONTEXT.divide(total, window), (scaled > total) - (scaled < total)
+
     @property
     def mean(self) -> Decimal | None:
         if len(self._values) < self.window:

@@ -29,6 +29,8 @@ class SignalChange:
 
 
 StreamKey = tuple[str, str]  # (exchange, symbol)
+# signal_from_comparison for every possible comparison, looked up instead of called.
+_SIGNALS = {c: signal_from_comparison(c) for c in (None, -1, 0, 1)}
 
 
 class Scorer:
@@ -74,10 +76,11 @@ class Scorer:
 
     def score(self, trade: Trade) -> ScoredTrade:
         windows = self._windows
-        window = windows.get(trade.key)
+        key = (trade.exchange, trade.symbol)
+        window = windows.get(key)
         if window is None:
-            window = windows[trade.key] = RollingMean(self.window)
+            window = windows[key] = RollingMean(self.window)
         else:
-            windows.move_to_end(trade.key)
-        sma = window.push(trade.price)
-        return ScoredTrade(trade, sma, signal_from_comparison(window.compare(trade.price)))
+            windows.move_to_end(key)
+        sma, comparison = window.push_compare(trade.price)
+        return ScoredTrade(trade, sma, _SIGNALS[comparison])

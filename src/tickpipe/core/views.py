@@ -25,7 +25,7 @@ def update_view(scored: ScoredTrade) -> View:
         "price": float(trade.price),
         "quantity": float(trade.quantity),
         "sma": None if scored.sma is None else float(scored.sma),
-        "signal": scored.signal.value,
+        "signal": scored.signal,  # a StrEnum: the text itself, without the enum look-up
         "timestamp": trade.exchange_time_us // 1000,
         "ingest_time_us": trade.ingest_time_us,
     }

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from decimal import Decimal
 from functools import partial
+from operator import attrgetter
 from typing import TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -75,12 +76,14 @@ class _Pending:
 
     def spans(self) -> dict[int, tuple[int, int]]:
         """Per partition, the first and last offset taken (delivery order is offset order)."""
-        spans: dict[int, tuple[int, int]] = {}
+        firsts: dict[int, int] = {}
+        lasts: dict[int, int] = {}
         for message in self.messages:
-            span = spans.get(message.partition)
-            first = message.offset if span is None else span[0]
-            spans[message.partition] = (first, message.offset)
-        return spans
+            partition = message.partition
+            if partition not in firsts:
+                firsts[partition] = message.offset
+            lasts[partition] = message.offset
+        return {partition: (first, lasts[partition]) for partition, first in firsts.items()}
 
 
 class Processor:
@@ -190,18 +193,21 @@ class Processor:
         stream_partitions = self._stream_partitions
         if not pending.messages:
             pending.started_s = time.monotonic()
+        add_scored, add_partition = pending.scored.append, pending.partitions.append
+        score, admit = scorer.score, recent.admit
         for message in messages:
             trade = message.trade
             if trade is None:
                 continue
-            if not recent.admit(trade.key, trade.trade_id).new:
+            key = (trade.exchange, trade.symbol)
+            if not admit(key, trade.trade_id).new:
                 # A restarted ingestor replays what its venue re-sent (snapshots, replays):
                 # scoring it twice would corrupt the window. The store would ignore it anyway.
                 metrics.duplicate_trades_dropped.labels(trade.exchange).inc()
                 continue
-            pending.scored.append(scorer.score(trade))
-            pending.partitions.append(message.partition)
-            stream_partitions[trade.key] = message.partition
+            add_scored(score(trade))
+            add_partition(message.partition)
+            stream_partitions[key] = message.partition
         pending.messages.extend(messages)
 
     async def _rebuild_windows(self, messages: Sequence[BusMessage], epoch: int) -> None:
@@ -448,10 +454,13 @@ class Processor:
                 return result
 
 
+_stream_of = attrgetter("trade.exchange", "trade.symbol")  # per trade without a Python call
+
+
 def _last_per_stream(batch: Sequence[ScoredTrade]) -> list[ScoredTrade]:
-    return list({scored.trade.key: scored for scored in batch}.values())
+    return list(dict(zip(map(_stream_of, batch), batch, strict=True)).values())
 
 
 def _count(batch: Sequence[ScoredTrade]) -> None:
-    for (exchange, symbol), count in Counter(s.trade.key for s in batch).items():
+    for (exchange, symbol), count in Counter(map(_stream_of, batch)).items():
         metrics.trades_processed.labels(exchange, metrics.symbol_label(exchange, symbol)).inc(count)

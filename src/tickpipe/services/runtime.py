@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -17,6 +18,10 @@ from tickpipe.telemetry.logs import fields
 
 log = logging.getLogger(__name__)
 
+# The hot paths allocate thousands of acyclic objects per batch (trades, rows, frames): the
+# default gen-0 threshold (700) runs the cycle collector every few hundred trades, a quarter
+# of the processor's CPU. Cycles are rare here, so collect far less often.
+GC_THRESHOLDS = (50_000, 20, 50)
 SHUTDOWN_GRACE_S = 8.0  # the contract's SIGTERM budget is 10 s
 # Limits of every HTTP server (README "Security"); uvicorn answers 503 past max_connections.
 DEFAULT_MAX_CONNECTIONS = 1_500  # open connections (WebSockets included) and requests at once
@@ -73,6 +78,14 @@ class ServiceFailed(RuntimeError):
     """A worker ended with an error; the message is the one line the CLI prints."""
 
 
+def tune_gc() -> None:
+    """Moves what start-up allocated (modules, settings) out of the collector's sight and
+    raises the collection thresholds (see GC_THRESHOLDS)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run_service(
     workers: Sequence[Worker],
     server: HttpServer | None = None,
@@ -80,6 +93,7 @@ async def run_service(
 ) -> None:
     """Runs the workers (and the HTTP server) until SIGINT/SIGTERM or a worker fails; then stops
     the workers one after the other in the given order (upstream first), then the server."""
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

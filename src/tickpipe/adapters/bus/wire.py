@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from tickpipe.adapters.bus._generated import trade_pb2
-from tickpipe.core.trade import InvalidTrade, Side, Trade, new_trade
+from tickpipe.core.trade import InvalidTrade, Side, Trade, trade_from_text
 
 _SIDE_TO_WIRE = {
     None: trade_pb2.SIDE_UNSPECIFIED,
@@ -43,15 +43,15 @@ def decode_trade(value: bytes) -> Trade:
     if side is None and message.side != trade_pb2.SIDE_UNSPECIFIED:
         raise WireError(f"invalid trade: unknown side {message.side}")
     try:
-        return new_trade(
-            exchange=message.exchange,
-            symbol=message.symbol,
-            trade_id=message.trade_id,
-            price=message.price,
-            quantity=message.quantity,
-            side=side,
-            exchange_time_us=message.exchange_time_us,
-            ingest_time_us=message.ingest_time_us,
+        return trade_from_text(
+            message.exchange,
+            message.symbol,
+            message.trade_id,
+            message.price,
+            message.quantity,
+            side,
+            message.exchange_time_us,
+            message.ingest_time_us,
         )
     except InvalidTrade as exc:
         raise WireError(f"invalid trade: {exc}") from None

@@ -21,8 +21,9 @@ def update_frame(scored: ScoredTrade) -> bytes:
 
 
 def encode_updates(batch: Sequence[ScoredTrade]) -> bytes:
+    dumps = orjson.dumps
     return b"\n".join(
-        scored.trade.symbol.encode() + b" " + update_frame(scored) for scored in batch
+        [b"%s %s" % (scored.trade.symbol.encode(), dumps(update_view(scored))) for scored in batch]
     )
 
 

@@ -30,7 +30,6 @@ from tickpipe.core.trade import (
     Side,
     Trade,
     datetime_to_time_us,
-    time_us_to_datetime,
 )
 from tickpipe.ports import HistoryKey, HistoryPage, QueryTimeout
 
@@ -226,21 +225,49 @@ async def connect_postgres(database_url: str) -> Any:
         raise unavailable(describe_url(database_url), exc) from exc
 
 
+# Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+_PG_EPOCH_US = 946_684_800_000_000
+
+
+def pg_time(time_us: int) -> tuple[int]:
+    """Unix microseconds as the writer's connections take a `timestamptz` (configure_writer)."""
+    return (time_us - _PG_EPOCH_US,)
+
+
+def _decode_time_us(pg_time: tuple[int]) -> int:
+    return pg_time[0] + _PG_EPOCH_US
+
+
+async def configure_writer(connection: Any) -> None:
+    """On the writer's connections a `timestamptz` is given as `pg_time(time_us)`, the binary
+    wire form itself (microseconds since 2000-01-01), and read back as Unix microseconds: no
+    datetime per row on the hot path (two of them cost more than the rest of a row). Reads
+    that need datetimes use the read pool."""
+    await connection.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=tuple,  # the value is already the wire tuple: no Python call per value
+        decoder=_decode_time_us,
+        format="tuple",
+    )
+
+
 def copy_record(scored: ScoredTrade) -> tuple[Any, ...]:
-    """One `trades` row in COPY column order (also the benchmark's row shape)."""
+    """One `trades` row in COPY column order, for a connection set up by `configure_writer`
+    (also the benchmark's row shape). Side and signal are `StrEnum`s, i.e. already text."""
     trade = scored.trade
-    # epoch + timedelta: exact to the microsecond and twice as fast as time_us_to_datetime
+    sma = scored.sma
     return (
-        _EPOCH + timedelta(microseconds=trade.exchange_time_us),
+        (trade.exchange_time_us - _PG_EPOCH_US,),
         trade.exchange,
         trade.symbol,
         trade.trade_id,
         trade.price,
         trade.quantity,
-        None if trade.side is None else trade.side.value,
-        None if scored.sma is None else float(scored.sma),
-        scored.signal.value,
-        _EPOCH + timedelta(microseconds=trade.ingest_time_us),
+        trade.side,
+        None if sma is None else float(sma),
+        scored.signal,
+        (trade.ingest_time_us - _PG_EPOCH_US,),
     )
 
 
@@ -332,7 +359,7 @@ class PostgresStore:
             trade.exchange,
             trade.symbol,
             trade.trade_id,
-            time_us_to_datetime(trade.exchange_time_us),
+            pg_time(trade.exchange_time_us),  # the writer's codec: see configure_writer
             count,
         )
         return [row["price"] for row in rows]
@@ -495,6 +522,7 @@ async def open_postgres_store(
             max_size=POOL_MAX_SIZE,
             command_timeout=COMMAND_TIMEOUT_S,
             timeout=CONNECT_TIMEOUT_S,
+            init=configure_writer,
             server_settings={
                 "statement_timeout": str(STATEMENT_TIMEOUT_MS),
                 "application_name": "tickpipe",
