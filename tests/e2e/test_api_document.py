@@ -43,6 +43,7 @@ def gateway_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         "TICKPIPE_DATABASE_URL": database_url,
         "TICKPIPE_SIM_RATE": "50",
         "TICKPIPE_SIM_SEED": "18",
+        "TICKPIPE_SMA_WINDOW": "3",  # the frames checked must reach past the window
     }
     with tickpipe_process(["run"], env, tmp_path / "run.log") as proc:
         base = f"http://127.0.0.1:{port}"

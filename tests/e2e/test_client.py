@@ -119,7 +119,6 @@ def test_an_api_error_carries_status_and_detail(gateway: Gateway) -> None:
 
 def test_frames_keep_decimals_and_a_utc_index(gateway: Gateway) -> None:
     """history_frame: oldest first on a UTC DatetimeIndex; Decimal or str amounts on request."""
-    pytest.importorskip("pandas")
     client = Client(gateway.base)
     frame = client.history_frame("SOLUSDT", exchange="coinbase")
     assert len(frame) == 250

@@ -142,7 +142,8 @@ async def test_parquet_without_pyarrow_is_one_clear_error(
 
 async def test_parquet_holds_exact_decimals(source_db: Path, tmp_path: Path) -> None:
     """decimal128(38, 18) columns equal the stored decimals; a UTC microsecond time column."""
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq  # the test extra installs it: tested, never skipped
+
     out = tmp_path / "btc.parquet"
     rows_ = StoredTrades(f"sqlite:///{source_db}", ExportQuery("BTCUSDT"), batch_rows=500)
     await export_trades(rows_, ExportFormat.PARQUET, out, progress=False)
