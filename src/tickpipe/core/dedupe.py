@@ -79,9 +79,5 @@ class RecentIds:
             self._seen.pop(symbol, None)
             self._order.pop(symbol, None)
 
-    def forget_all(self) -> None:
-        self._seen.clear()
-        self._order.clear()
-
     def __len__(self) -> int:
         return len(self._seen)

@@ -113,10 +113,6 @@ class OffsetLedger:
             self._done_up_to.pop(partition, None)
             self._committed.pop(partition, None)
 
-    def partitions(self) -> frozenset[int]:
-        """The partitions with batches registered and not yet committed past."""
-        return frozenset(p for p, spans in self._spans.items() if spans)
-
 
 def offsets_after(partition_offsets: Iterable[tuple[int, int]]) -> Offsets:
     """Per partition, one past the highest offset given: the commit that covers them all."""
