@@ -34,7 +34,7 @@ from tickpipe.core.scoring import ScoredTrade, Scorer, StreamKey
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
 from tickpipe.telemetry import metrics, tracing
-from tickpipe.telemetry.logs import RateLimitedLog
+from tickpipe.telemetry.logs import RateLimitedLog, fields
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -443,6 +443,14 @@ class Processor:
                     attempt + 1,
                     delay_s,
                     reason,
+                    extra=fields(
+                        "retry",
+                        dependency=dependency,
+                        operation=what,
+                        attempt=attempt + 1,
+                        delay_s=round(delay_s, 3),
+                        error=reason,
+                    ),
                 )
                 attempt += 1
                 with contextlib.suppress(TimeoutError):  # a stop cuts the wait short
