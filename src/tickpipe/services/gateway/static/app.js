@@ -1,12 +1,16 @@
-// The live dashboard: symbol picker, chart, snapshot and last trades of one stream.
+// The live dashboard: symbol picker, three charts (price, candles, compare), snapshot and last
+// trades of one stream.
 //
-// Data flow: WebSocket frames are only parsed and buffered in `onmessage`; one
-// requestAnimationFrame callback drains the buffer and updates the chart, snapshot and table
-// together, so the page does the same work at 10 or 10,000 trades per second.
-// On every (re)connect the socket opens first and buffers, then /history seeds the chart, so no
-// trade falls in the gap between the two (duplicates are dropped by trade_id and time).
+// Data flow: WebSocket frames are only parsed and buffered as they come; one
+// requestAnimationFrame callback drains the buffers and updates the charts, snapshot and table
+// together, so the page does the same work at 10 or 10,000 trades per second. Only the chart on
+// screen is drawn.
 
-import { PriceChart, formatClock, formatPrice, priceDecimals } from "/static/chart.js";
+import { CandleChart, CandleSeries, INTERVALS_MS } from "/static/candles.js";
+import { PriceChart } from "/static/chart.js";
+import { CompareChart, baseAsset, comparable } from "/static/compare.js";
+import { formatClock, formatPrice, formatSigned, priceDecimals } from "/static/plot.js";
+import { TradeStream, fetchJson } from "/static/stream.js";
 
 const params = new URLSearchParams(location.search);
 const numberParam = (name, fallback) => {
@@ -16,13 +20,15 @@ const numberParam = (name, fallback) => {
 const CONFIG = {
   maxPoints: numberParam("points", 2000),
   historyLimit: Math.min(1000, numberParam("history", 500)),
+  candleLimit: Math.min(1000, numberParam("candles", 500)),
   tableRows: 50,
   staleAfterMs: numberParam("stale", 10) * 1000,
   backoffBaseMs: 500,
   backoffMaxMs: 10_000,
   symbolsRefreshMs: 15_000,
 };
-
+const VIEWS = ["price", "candles", "compare"];
+const DEFAULT_INTERVAL = "1m";
 const DIRECTION_MS = 250;
 
 const $ = (id) => document.getElementById(id);
@@ -42,34 +48,52 @@ const el = {
   legendSma: $("legend-sma"),
   tbody: document.querySelector("#trades tbody"),
   tradesCount: $("trades-count"),
+  tabs: [...document.querySelectorAll(".tabs [data-view]")],
+  intervals: [...document.querySelectorAll("#intervals [data-interval]")],
+  viewParts: [...document.querySelectorAll("[data-for]")],
+  comparePicker: $("compare-picker"),
+  compareStats: $("compare-stats"),
+  compareEmpty: $("compare-empty"),
+  compareA: $("compare-a-label"),
+  compareB: $("compare-b-label"),
+  compareAPrice: $("compare-a-price"),
+  compareBPrice: $("compare-b-price"),
+  compareSpread: $("compare-spread"),
+  compareBps: $("compare-spread-bps"),
+  backToLive: $("back-to-live"),
 };
 
 const state = {
   selection: null, // {exchange, symbol}
-  socket: null,
-  generation: 0, // bumps on every connect/switch; events of older sockets are ignored
-  seeding: false,
-  seedBuffer: [],
+  stream: null, // TradeStream of the selection
+  seq: 0, // live frames received from it so far; each frame carries its number as `seq`
   pending: [], // frames received since the last animation frame
   recent: [], // the last tableRows trades, oldest first
   latest: null,
   connection: "connecting",
-  lastFrameAt: 0,
-  attempt: 0,
-  retryTimer: null,
-  retryAt: 0,
   frameRequested: false,
   directionAt: 0, // when the snapshot's up/down colour last changed
-  viewReset: false, // chart/table/snapshot to be emptied on the next frame
+  viewReset: false, // table/snapshot to be emptied on the next frame
   framesThisSecond: 0,
-  rate: 0,
   symbols: [],
+  view: VIEWS.includes(params.get("view")) ? params.get("view") : "price",
+  interval: params.get("interval") in INTERVALS_MS ? params.get("interval") : DEFAULT_INTERVAL,
+  candles: null, // the candle view's load: {key, series, fromSeq, buffer, olderLoading}
+  candleLoads: 0, // completed reads of /api/v1/candles (the debug hook shows it)
+  compareKey: params.get("vs") ?? "", // "exchange:symbol" of the second stream
+  compareStream: null,
+  pendingSecond: [],
 };
 
-const chart = new PriceChart($("chart"), {
+const invalidate = () => requestRender();
+const chart = new PriceChart($("chart"), { maxPoints: CONFIG.maxPoints, onInvalidate: invalidate });
+const candleChart = new CandleChart($("candles"), { onInvalidate: invalidate });
+const compareChart = new CompareChart($("compare"), {
+  first: () => chart.kept(),
   maxPoints: CONFIG.maxPoints,
-  onInvalidate: () => requestRender(),
+  onInvalidate: invalidate,
 });
+const charts = { price: chart, candles: candleChart, compare: compareChart };
 
 // ---------------------------------------------------------------- rendering (once per frame)
 
@@ -93,12 +117,21 @@ function render() {
     state.pending = [];
     const before = state.recent[state.recent.length - 1] ?? null;
     chart.push(batch);
+    feedCandles(batch);
     const added = appendRecent(batch);
     state.latest = batch[batch.length - 1];
     renderSnapshot();
     prependRows(added, before);
   }
-  chart.draw();
+  if (state.pendingSecond.length) {
+    compareChart.pushSecond(state.pendingSecond);
+    state.pendingSecond = [];
+  }
+  const active = charts[state.view];
+  active.draw();
+  el.backToLive.hidden = active.viewport.live || !active.range;
+  if (state.view === "compare") renderCompareStats();
+  if (state.view === "candles" && candleChart.wantsOlder()) loadOlderCandles();
 }
 
 /** Keeps the newest tableRows trades; returns those of `batch` that make it into the table. */
@@ -218,13 +251,14 @@ function setConnection(connection, text = connection) {
 
 function describeConnection() {
   const now = Date.now();
+  const stream = state.stream;
   switch (state.connection) {
     case "reconnecting": {
-      const s = Math.max(0, Math.ceil((state.retryAt - now) / 1000));
-      return state.retryTimer ? `reconnecting · retry in ${s}s` : "reconnecting…";
+      const s = Math.max(0, Math.ceil(((stream?.retryAt ?? now) - now) / 1000));
+      return stream?.retryTimer ? `reconnecting · retry in ${s}s` : "reconnecting…";
     }
     case "stale":
-      return `stale · no trades for ${Math.round((now - state.lastFrameAt) / 1000)}s`;
+      return `stale · no trades for ${Math.round((now - (stream?.lastFrameAt ?? now)) / 1000)}s`;
     default:
       return state.connection;
   }
@@ -233,149 +267,297 @@ function describeConnection() {
 // Once a second: stale detection, status text, trades/s, title. Cheap, not per trade.
 setInterval(() => {
   const now = Date.now();
-  if (state.connection === "live" && now - state.lastFrameAt > CONFIG.staleAfterMs) {
+  if (state.connection === "live" && now - (state.stream?.lastFrameAt ?? now) > CONFIG.staleAfterMs) {
     setConnection("stale");
   }
   setConnection(state.connection, describeConnection());
-  state.rate = state.framesThisSecond;
+  el.rate.textContent = state.selection ? `${state.framesThisSecond} /s` : "—";
   state.framesThisSecond = 0;
-  el.rate.textContent = state.selection ? `${state.rate} /s` : "—";
   if (state.latest) {
     document.title = `${formatPrice(state.latest.price)} ${state.latest.symbol} · tickpipe`;
   }
 }, 1000);
 
-// ---------------------------------------------------------------- WebSocket
-
-function socketUrl(symbol) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws?symbols=${encodeURIComponent(symbol)}`;
-}
-
-function connect() {
-  const sel = state.selection;
-  if (!sel) return;
-  const generation = ++state.generation;
-  clearTimeout(state.retryTimer);
-  state.retryTimer = null;
-  closeSocket();
-  if (state.connection !== "reconnecting") setConnection("connecting");
-
-  let socket;
-  try {
-    socket = new WebSocket(socketUrl(sel.symbol));
-  } catch {
-    scheduleReconnect(generation);
-    return;
-  }
-  state.socket = socket;
-  state.seeding = true;
-  state.seedBuffer = [];
-
-  socket.onopen = () => {
-    if (generation !== state.generation) return;
-    state.lastFrameAt = Date.now();
-    setConnection("live");
-    seed(sel, generation);
-  };
-  socket.onmessage = (event) => {
-    if (generation !== state.generation) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (!frame || frame.type !== "trade" || frame.symbol !== sel.symbol) return;
-    if (frame.exchange !== sel.exchange) return; // /ws filters by symbol only
-    state.lastFrameAt = Date.now();
-    state.framesThisSecond += 1;
-    state.attempt = 0; // a healthy stream resets the backoff
-    if (state.connection !== "live") setConnection("live");
-    if (state.seeding) {
-      state.seedBuffer.push(frame);
-      return;
-    }
-    state.pending.push(frame);
-    // A hidden tab gets no animation frames: keep only what the chart and table can show.
-    if (state.pending.length > CONFIG.maxPoints * 2) {
-      state.pending = state.pending.slice(state.pending.length - CONFIG.maxPoints);
-    }
-    requestRender();
-  };
-  socket.onclose = () => {
-    if (generation !== state.generation) return;
-    state.socket = null;
-    scheduleReconnect(generation);
-  };
-}
-
-function closeSocket() {
-  const socket = state.socket;
-  state.socket = null;
-  if (socket) {
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
-    try {
-      socket.close(1000);
-    } catch {
-      /* already closed */
-    }
-  }
-}
-
-/** Exponential backoff with jitter, so a restarted server is not hit by every tab at once. */
-function scheduleReconnect(generation) {
-  if (generation !== state.generation) return;
-  state.attempt += 1;
-  const ceiling = Math.min(CONFIG.backoffMaxMs, CONFIG.backoffBaseMs * 2 ** (state.attempt - 1));
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-  state.retryAt = Date.now() + delay;
-  state.retryTimer = setTimeout(connect, delay);
-  setConnection("reconnecting", describeConnection());
-}
-
 // A network coming back is a better hint than any timer.
 window.addEventListener("online", () => {
-  if (state.connection === "reconnecting") connect();
+  for (const stream of [state.stream, state.compareStream]) {
+    if (stream?.state === "reconnecting") stream.connect();
+  }
 });
 
-async function fetchJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+function openStream(sel) {
+  state.stream?.close();
+  const stream = new TradeStream(sel, {
+    historyLimit: CONFIG.historyLimit,
+    backoffBaseMs: CONFIG.backoffBaseMs,
+    backoffMaxMs: CONFIG.backoffMaxMs,
+    onState: (connection) => {
+      if (state.stream !== stream) return;
+      setConnection(connection);
+      setConnection(connection, describeConnection());
+    },
+    onSeed: (trades) => {
+      if (state.stream !== stream) return;
+      chart.clear();
+      state.recent = [];
+      state.latest = null;
+      state.pending = trades; // stored trades carry no `seq`: the candles already count them
+      state.viewReset = true;
+      const query = `exchange=${encodeURIComponent(sel.exchange)}`;
+      fetchJson(`/api/v1/snapshot/${encodeURIComponent(sel.symbol)}?${query}`)
+        .then((snap) => {
+          if (snap && snap.window) el.legendSma.textContent = `SMA ${snap.window}`;
+        })
+        .catch(() => {});
+      if (state.view === "candles") loadCandles();
+      requestRender();
+    },
+    onTrade: (frame) => {
+      if (state.stream !== stream) return;
+      frame.seq = ++state.seq;
+      state.framesThisSecond += 1;
+      if (state.connection !== "live") setConnection("live");
+      state.pending.push(frame);
+      // A hidden tab gets no animation frames: keep only what the chart and table can show.
+      if (state.pending.length > CONFIG.maxPoints * 2) {
+        state.pending = state.pending.slice(state.pending.length - CONFIG.maxPoints);
+      }
+      requestRender();
+    },
+  });
+  state.stream = stream;
+  stream.connect();
 }
 
-/** Replaces chart and table with /history, then with what the socket buffered meanwhile. */
-async function seed(sel, generation) {
-  const query = `exchange=${encodeURIComponent(sel.exchange)}`;
-  const symbol = encodeURIComponent(sel.symbol);
-  let stored = [];
-  try {
-    stored = await fetchJson(`/api/v1/history/${symbol}?limit=${CONFIG.historyLimit}&${query}`);
-  } catch {
-    // Live data still flows; the chart just starts empty.
-  }
-  if (generation !== state.generation) return;
-  fetchJson(`/api/v1/snapshot/${symbol}?${query}`)
-    .then((snap) => {
-      if (snap && snap.window) el.legendSma.textContent = `SMA ${snap.window}`;
-    })
-    .catch(() => {});
+// ---------------------------------------------------------------- candles
 
-  const seeded = Array.isArray(stored) ? stored.slice().reverse() : [];
-  // trade_id alone may repeat over time (a restarted simulated market counts from 1 again).
-  const key = (t) => `${t.trade_id}@${t.timestamp}`;
-  const seen = new Set(seeded.map(key));
-  const fresh = state.seedBuffer.filter((t) => !seen.has(key(t)));
-  state.seeding = false;
-  state.seedBuffer = [];
-  chart.clear();
-  state.recent = [];
-  state.latest = null;
-  state.pending = seeded.concat(fresh, state.pending);
-  state.viewReset = true;
+function candlesPath(sel, interval, query) {
+  const search = new URLSearchParams({ interval, exchange: sel.exchange, ...query });
+  return `/api/v1/candles/${encodeURIComponent(sel.symbol)}?${search}`;
+}
+
+/**
+ * Reads the candles of the selection and interval, then keeps them growing with live trades.
+ * Frames received before the request went out are stored already (the processor publishes
+ * after it writes), so only later ones are folded in.
+ */
+async function loadCandles() {
+  const sel = state.selection;
+  if (!sel) return;
+  const key = `${sel.exchange}:${sel.symbol}/${state.interval}`;
+  const series = new CandleSeries(state.interval);
+  const load = { key, series, fromSeq: state.seq, buffer: [], olderLoading: false };
+  candleChart.setSeries(series, { keepView: state.candles?.key === key });
+  state.candles = load;
+  requestRender();
+  let list;
+  try {
+    list = await fetchJson(candlesPath(sel, state.interval, { limit: CONFIG.candleLimit }));
+  } catch {
+    if (state.candles === load) candleChart.message = "candles unavailable";
+    return; // the stream's next seed (after a reconnect) reads them again
+  }
+  if (state.candles !== load) return;
+  series.setStored(Array.isArray(list) ? list : []);
+  const buffered = load.buffer;
+  load.buffer = null;
+  for (const trade of buffered) foldTrade(load, trade);
+  state.candleLoads += 1;
   requestRender();
 }
+
+function feedCandles(batch) {
+  const load = state.candles;
+  if (!load) return;
+  for (const trade of batch) {
+    if ((trade.seq ?? 0) <= load.fromSeq) continue;
+    if (load.buffer) load.buffer.push(trade);
+    else foldTrade(load, trade);
+  }
+}
+
+function foldTrade(load, trade) {
+  const reread = load.series.addTrade(trade);
+  if (reread !== null) rereadCandle(load, reread);
+}
+
+/** One closed candle, read again: what a live trade added to it may have been counted twice. */
+async function rereadCandle(load, bucket) {
+  const sel = state.selection;
+  try {
+    const only = { start: String(bucket), end: String(bucket), limit: "1" };
+    const [candle] = await fetchJson(candlesPath(sel, load.series.interval, only));
+    if (state.candles === load && candle && candle.timestamp === bucket) {
+      load.series.replace(candle);
+      requestRender();
+    }
+  } catch {
+    // It stays marked provisional; the next load reads it anew.
+  }
+}
+
+/** Panned left of the oldest candle: the page before it. */
+async function loadOlderCandles() {
+  const load = state.candles;
+  if (!load || load.buffer || load.olderLoading) return;
+  const first = load.series.candles[0];
+  if (!first) return;
+  load.olderLoading = true;
+  try {
+    const query = { end: String(first.t - 1), limit: CONFIG.candleLimit };
+    const list = await fetchJson(candlesPath(state.selection, load.series.interval, query));
+    if (state.candles === load) load.series.prependStored(Array.isArray(list) ? list : []);
+  } catch {
+    // Try again on the next pan.
+  } finally {
+    load.olderLoading = false;
+    requestRender();
+  }
+}
+
+// ---------------------------------------------------------------- compare
+
+const label = (s) => `${s.exchange} ${s.symbol}`;
+
+/** Follows the picked second stream, or the first one of the same asset on another venue. */
+function syncCompare() {
+  const sel = state.selection;
+  const options = sel ? comparable(sel, state.symbols) : [];
+  const picked = options.find((s) => keyOf(s) === state.compareKey) ?? options[0] ?? null;
+  renderComparePicker(options, picked);
+  el.compareStats.hidden = state.view !== "compare" || !picked;
+  if (state.view !== "compare" || !picked) {
+    closeCompare();
+    el.compareEmpty.hidden = state.view !== "compare" || Boolean(picked);
+    el.compareEmpty.textContent = sel
+      ? `No other stream of ${baseAsset(sel.symbol)} yet. Follow several venues at once, e.g. ` +
+        "TICKPIPE_SOURCE=binance,coinbase TICKPIPE_SYMBOLS=binance:BTCUSDT,coinbase:BTC-USD."
+      : "";
+    compareChart.setPair(sel ? [label(sel), ""] : ["", ""]);
+    return;
+  }
+  el.compareEmpty.hidden = true;
+  state.compareKey = keyOf(picked);
+  writeUrl();
+  const current = state.compareStream;
+  if (current && keyOf(current.selection) === keyOf(picked)) return;
+  closeCompare();
+  compareChart.setPair([label(sel), label(picked)]);
+  el.compareA.textContent = label(sel);
+  el.compareB.textContent = label(picked);
+  const stream = new TradeStream(picked, {
+    historyLimit: CONFIG.historyLimit,
+    backoffBaseMs: CONFIG.backoffBaseMs,
+    backoffMaxMs: CONFIG.backoffMaxMs,
+    onState: () => {},
+    onSeed: (trades) => {
+      if (state.compareStream !== stream) return;
+      state.pendingSecond = [];
+      compareChart.pushSecond(trades, true);
+      requestRender();
+    },
+    onTrade: (frame) => {
+      if (state.compareStream !== stream) return;
+      state.pendingSecond.push(frame);
+      requestRender();
+    },
+  });
+  state.compareStream = stream;
+  stream.connect();
+}
+
+function closeCompare() {
+  state.compareStream?.close();
+  state.compareStream = null;
+  state.pendingSecond = [];
+}
+
+function renderComparePicker(options, picked) {
+  const byExchange = new Map();
+  for (const s of options) {
+    if (!byExchange.has(s.exchange)) byExchange.set(s.exchange, []);
+    byExchange.get(s.exchange).push(s);
+  }
+  const groups = [...byExchange].map(([exchange, list]) => {
+    const group = document.createElement("optgroup");
+    group.label = exchange;
+    for (const s of list) group.append(new Option(s.symbol, keyOf(s)));
+    return group;
+  });
+  if (!groups.length) groups.push(new Option("no other venue", ""));
+  el.comparePicker.replaceChildren(...groups);
+  el.comparePicker.disabled = options.length === 0;
+  el.comparePicker.value = picked ? keyOf(picked) : "";
+}
+
+function renderCompareStats() {
+  const { a, b, spread, bps } = compareChart.latest();
+  const decimals = priceDecimals(a ?? b ?? 0);
+  const show = (node, value, text) => {
+    node.dataset.value = value === null ? "" : String(value);
+    node.textContent = text;
+  };
+  show(el.compareAPrice, a, formatPrice(a, decimals));
+  show(el.compareBPrice, b, formatPrice(b, decimals));
+  show(el.compareSpread, spread, formatSigned(spread, decimals));
+  show(el.compareBps, bps, formatSigned(bps, 2));
+  const direction = spread > 0 ? "up" : spread < 0 ? "down" : "";
+  el.compareSpread.dataset.direction = el.compareBps.dataset.direction = direction;
+}
+
+el.comparePicker.addEventListener("change", () => {
+  state.compareKey = el.comparePicker.value;
+  syncCompare();
+});
+
+// ---------------------------------------------------------------- views
+
+function setView(view) {
+  state.view = view;
+  for (const tab of el.tabs) tab.setAttribute("aria-selected", String(tab.dataset.view === view));
+  for (const part of el.viewParts) part.hidden = part.dataset.for !== view;
+  for (const [name, c] of Object.entries(charts)) c.canvas.hidden = name !== view;
+  for (const button of el.intervals) {
+    button.setAttribute("aria-pressed", String(button.dataset.interval === state.interval));
+  }
+  if (view === "candles") {
+    const key = state.selection ? `${keyOf(state.selection)}/${state.interval}` : null;
+    if (!state.candles || state.candles.key !== key) {
+      state.candles = null;
+      candleChart.setSeries(null);
+      if (state.stream?.seeded) loadCandles(); // else the stream's seed does it
+    }
+  } else {
+    state.candles = null; // nothing to keep growing off screen; re-read on return
+  }
+  syncCompare();
+  writeUrl();
+  requestRender();
+}
+
+function writeUrl() {
+  const query = new URLSearchParams(location.search);
+  const set = (name, value) => (value ? query.set(name, value) : query.delete(name));
+  set("view", state.view === "price" ? "" : state.view);
+  set("interval", state.view === "candles" ? state.interval : "");
+  set("vs", state.view === "compare" ? state.compareKey : "");
+  const search = query.toString();
+  history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${location.hash}`);
+}
+
+for (const tab of el.tabs) tab.addEventListener("click", () => setView(tab.dataset.view));
+for (const button of el.intervals) {
+  button.addEventListener("click", () => {
+    if (state.interval === button.dataset.interval && state.candles) return;
+    state.interval = button.dataset.interval;
+    state.candles = null;
+    setView("candles");
+  });
+}
+el.backToLive.addEventListener("click", () => {
+  charts[state.view].viewport.goLive();
+  requestRender();
+});
 
 // ---------------------------------------------------------------- symbols and selection
 
@@ -399,16 +581,16 @@ function select(sel) {
   state.selection = sel;
   history.replaceState(null, "", `#${keyOf(sel)}`);
   el.picker.value = keyOf(sel);
-  state.attempt = 0;
   state.pending = [];
   state.recent = [];
   state.latest = null;
   el.legendSma.textContent = "SMA";
   chart.clear();
+  chart.viewport.reset();
   state.viewReset = true;
-  requestRender();
   setConnection("connecting");
-  connect();
+  openStream(sel);
+  setView(state.view); // the candles and the compare pair follow the selection
 }
 
 function renderPicker() {
@@ -451,6 +633,7 @@ async function loadSymbols() {
       symbolsSignature = signature;
       state.symbols = symbols;
       renderPicker();
+      syncCompare();
     }
     if (!state.selection && symbols.length) select(pickDefault(symbols));
     if (!symbols.length) delay = 1000; // a fresh server has seen no trades yet
@@ -476,9 +659,31 @@ window.addEventListener("hashchange", () => {
   if (sel && sel.exchange) select(sel);
 });
 
+// ---------------------------------------------------------------- debug hook (read-only)
+
+// What the browser tests compare against the API; copies, so nothing here changes the page.
+window.tickpipeDebug = Object.freeze({
+  view: () => state.view,
+  range: (name = state.view) => {
+    const c = charts[name];
+    return c.range ? { ...c.range, live: c.viewport.live, plot: { ...c.plot } } : null;
+  },
+  candles: () => ({
+    interval: state.candles?.series.interval ?? null,
+    loads: state.candleLoads,
+    loading: Boolean(state.candles?.buffer),
+    candles: state.candles?.series.snapshot() ?? [],
+  }),
+  compare: () => ({
+    pair: state.compareStream ? [keyOf(state.selection), keyOf(state.compareStream.selection)] : null,
+    ...compareChart.latest(),
+  }),
+});
+
 // ---------------------------------------------------------------- start
 
 const fromHash = parseKey(hashKey());
+setView(state.view);
 if (fromHash && fromHash.exchange) select(fromHash);
 renderSnapshot();
 requestRender();
