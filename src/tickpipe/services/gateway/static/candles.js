@@ -36,6 +36,7 @@ export const INTERVALS_MS = {
 };
 const MAX_CANDLES = 5000;
 const BAR_PX = 9; // default zoom: one candle per 9 px
+const AXIS_ALLOWANCE_PX = 90; // about what the price axis takes of the canvas width
 const RIGHT_AIR_BARS = 2; // free space right of the forming candle while live
 const MIN_BARS = 8;
 const MAX_BARS = 2000;
@@ -149,7 +150,7 @@ export class CandleChart {
     this.message = "loading candles…";
     this.hoverX = null;
     this.viewport = new TimeViewport();
-    this.plot = { x0: 0, x1: Math.max(1, canvas.clientWidth - 80) };
+    this.plot = { x0: 0, x1: 1 };
     this.range = null;
     new ResizeObserver(() => this.onInvalidate()).observe(canvas);
     canvas.addEventListener("pointermove", (e) => {
@@ -174,7 +175,9 @@ export class CandleChart {
     const candles = this.series?.candles;
     if (!candles || !candles.length) return null;
     const step = this.series.intervalMs;
-    const bars = Math.max(MIN_BARS, Math.floor((this.plot.x1 - this.plot.x0) / BAR_PX));
+    // From the canvas, not the last drawn plot: the default must not change between frames.
+    const width = this.canvas.clientWidth - AXIS_ALLOWANCE_PX;
+    const bars = Math.max(MIN_BARS, Math.floor(width / BAR_PX));
     return {
       first: candles[0].t,
       liveEdge: candles[candles.length - 1].t + (1 + RIGHT_AIR_BARS) * step,

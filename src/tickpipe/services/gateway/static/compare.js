@@ -225,7 +225,7 @@ export class CompareChart {
     ctx.lineTo(x1, Math.round(ySpread(0)) + 0.5);
     ctx.stroke();
     ctx.setLineDash([]);
-    this.line(ctx, spread, COLORS.sma, xOf, (s) => ySpread(s.bps), true);
+    this.line(ctx, spread, COLORS.sma, xOf, (s) => ySpread(s.bps));
     ctx.restore();
 
     ctx.fillStyle = COLORS.axisText;
@@ -264,8 +264,8 @@ export class CompareChart {
     }
   }
 
-  /** A line through the points; `stepped` holds each value until the next point. */
-  line(ctx, points, color, xOf, yOf, stepped = false) {
+  /** A stepped line: a price (and so the spread) holds until the next trade. */
+  line(ctx, points, color, xOf, yOf) {
     if (!points.length) return;
     ctx.strokeStyle = color;
     ctx.lineWidth = 1.6;
@@ -277,7 +277,7 @@ export class CompareChart {
       const y = yOf(p);
       if (prevY === null) ctx.moveTo(x, y);
       else {
-        if (stepped) ctx.lineTo(x, prevY);
+        ctx.lineTo(x, prevY);
         ctx.lineTo(x, y);
       }
       prevY = y;
