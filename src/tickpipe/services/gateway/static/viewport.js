@@ -8,7 +8,7 @@ const LINE_PX = 16; // a wheel "line" (Firefox) in pixels
 const LIVE_SNAP = 0.01; // within 1 % of the span from the newest data counts as live
 
 /**
- * An extent, as a chart describes its data: `first` (oldest time), `liveEdge` (right edge when
+ * Charts describe their data by an extent: `first` (oldest time), `liveEdge` (right edge when
  * following live), `defaultSpanMs`, `minSpanMs`, `maxSpanMs`, and `fitAll` (the default span is
  * "everything": zooming out to it goes back to fitting the data).
  */
