@@ -150,8 +150,8 @@ def plot_box(driver: WebDriver, view: str) -> dict[str, float]:
         "return {left: b.left, top: b.top, height: b.height};",
         VIEW_CANVAS[view],
     )
-    plot = debug(driver, "range", view)["plot"]
-    return {**box, "x0": plot["x0"], "x1": plot["x1"]}
+    drawn = wait_until(lambda: debug(driver, "range", view), f"the {view} chart drawn")
+    return {**box, "x0": drawn["plot"]["x0"], "x1": drawn["plot"]["x1"]}
 
 
 def plot_point(box: dict[str, float], fraction: float) -> tuple[int, int]:

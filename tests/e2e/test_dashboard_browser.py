@@ -33,6 +33,7 @@ from e2e.dashboard import (
     touch_pinch,
     wait_for_debug,
     wait_for_page,
+    wait_until,
     wheel,
 )
 
@@ -417,3 +418,38 @@ def test_console_errors_catch_a_csp_violation(server: Server, browser: WebDriver
     errors = console_errors(browser)
     assert any("Content Security Policy" in error for error in errors), errors
     assert browser.execute_script("return window.inlineRan === undefined")
+
+
+def test_panning_past_the_oldest_candle_reads_older_ones(
+    server: Server, browser: WebDriver
+) -> None:
+    """With pages of 10 candles (`?candles=10`) on a phone-sized screen, the page reads as many
+    pages as fill the chart, and a finger dragging back past the oldest candle reads the pages
+    before it; together they equal the API's candles."""
+    wait_until(
+        lambda: len(server.get("/api/v1/candles/BTCUSDT", interval="1s", limit=1000)) >= 60,
+        "a minute of trades: several pages of candles",
+        70,
+    )
+    emulate_phone(browser)  # a narrow chart shows fewer candles than the server holds
+    open_view(browser, server, "view=candles&interval=1s&candles=10")
+
+    def filled() -> dict[str, Any] | None:
+        held = debug(browser, "candles")
+        shown = debug(browser, "range", "candles")
+        ready = held["candles"] and shown and shown["t0"] >= held["candles"][0]["t"]
+        return held if ready else None
+
+    first = wait_until(filled, "the chart filled with candles, page by page")
+    assert len(first["candles"]) >= 20, "more than one page of ten"
+    x, y = plot_point(plot_box(browser, "candles"), 0.5)
+    touch_drag(browser, x, y, 200)
+    older = wait_for_debug(
+        browser,
+        "candles",
+        lambda c: c["candles"][0]["t"] <= first["candles"][0]["t"] - 10_000,
+        "older candles in front",
+    )
+    assert older["loads"] == first["loads"], "older pages are added, not a new read"
+    assert_match_the_api(server, older["candles"], "1s")
+    assert console_errors(browser) == []
