@@ -4,6 +4,7 @@ test with its console emptied, and its last screen kept as artifacts/browser/<te
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,3 +35,16 @@ def browser(chromium: WebDriver, request: pytest.FixtureRequest) -> Iterator[Web
         chromium.save_screenshot(str(ARTIFACTS / "browser" / f"{request.node.name}.png"))
         chromium.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         chromium.get("about:blank")  # closes the page's sockets before the next test
+
+
+@pytest.fixture
+def own_browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WebDriver]:
+    """A Chromium of the test's own. For a CDP touch pinch: after one, this headless Chromium
+    delivers no touch event to any page loaded later (seen with chromium 156), so a shared one
+    would fail the next test that touches."""
+    with open_chromium(tmp_path / "chromium-profile") as driver:
+        try:
+            yield driver
+        finally:
+            (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / "browser" / f"{request.node.name}.png"))

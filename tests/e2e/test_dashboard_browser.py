@@ -382,28 +382,28 @@ def test_wheel_zooms_around_the_cursor_and_dragging_pans(
 
 
 def test_touch_pinch_zooms_the_price_line_and_a_finger_pans_it(
-    server: Server, browser: WebDriver
+    server: Server, own_browser: WebDriver
 ) -> None:
     """Two fingers spreading to three times their distance zoom the price line 3x around
     them; one finger dragged right pans back in time."""
-    open_dashboard(browser, server)
-    before = wait_for_page(browser, lambda s: s["points"] > 100, "the price line")
-    box = plot_box(browser, "price")
-    line = debug(browser, "range", "price")
+    open_dashboard(own_browser, server)
+    before = wait_for_page(own_browser, lambda s: s["points"] > 100, "the price line")
+    box = plot_box(own_browser, "price")
+    line = debug(own_browser, "range", "price")
     x, y = plot_point(box, 0.5)
-    touch_pinch(browser, x, y, 100, 300)
-    pinched = debug(browser, "range", "price")
+    touch_pinch(own_browser, x, y, 100, 300)
+    pinched = debug(own_browser, "range", "price")
     assert not pinched["live"]
     ratio = (pinched["t1"] - pinched["t0"]) / (line["t1"] - line["t0"])
     assert ratio == pytest.approx(1 / 3, rel=0.05)  # the line grew a little meanwhile
-    assert page_state(browser)["points"] < before["points"]
+    assert page_state(own_browser)["points"] < before["points"]
 
-    touch_drag(browser, x, y, 120)
-    dragged = debug(browser, "range", "price")
+    touch_drag(own_browser, x, y, 120)
+    dragged = debug(own_browser, "range", "price")
     span = pinched["t1"] - pinched["t0"]
     assert dragged["t1"] - dragged["t0"] == pytest.approx(span)
     assert pinched["t1"] - dragged["t1"] == pytest.approx(120 * span / (box["x1"] - box["x0"]))
-    assert console_errors(browser) == []
+    assert console_errors(own_browser) == []
 
 
 def test_console_errors_catch_a_csp_violation(server: Server, browser: WebDriver) -> None:
