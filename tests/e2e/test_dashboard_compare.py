@@ -1,10 +1,15 @@
 """The dashboard's compare view in a real headless Chromium: `tickpipe run` following a local
-Binance and a local Coinbase (servers speaking each venue's protocol), BTC on both."""
+Binance and a local Coinbase (servers speaking each venue's protocol), BTC on both.
+
+docs/dashboard-compare.png, the README's picture, is written when missing or when
+TICKPIPE_UPDATE_SCREENSHOT=1."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,13 +19,14 @@ import pytest
 
 from adapters.exchanges.fake_exchange import FakeExchange, Script, Session, run_in_thread
 from e2e.browser import console_errors, require_browser
-from e2e.dashboard import ARTIFACTS, Server, color_pixels, debug, wait_for_debug, wait_until
+from e2e.dashboard import ARTIFACTS, REPO, Server, color_pixels, debug, wait_for_debug, wait_until
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+DOCS_SCREENSHOT = REPO / "docs" / "dashboard-compare.png"  # the README's picture of this view
 FIRST_TRADES = 40  # per venue, round-robin over its two symbols
 MORE_TRADES = 10
 # Plausible quotes, so the spread is a few dollars (the fakes' default prices jump wildly).
@@ -47,10 +53,10 @@ class Venues:
 
 def trades_then_more(more: threading.Event) -> Script:
     async def script(session: Session) -> None:
-        await session.send_trades(FIRST_TRADES, interval_s=0.005)
+        await session.send_trades(FIRST_TRADES, interval_s=0.03)
         while not more.is_set():
             await asyncio.sleep(0.02)
-        await session.send_trades(MORE_TRADES, interval_s=0.005)
+        await session.send_trades(MORE_TRADES, interval_s=0.03)
 
     return script
 
@@ -162,5 +168,8 @@ def test_compare_shows_two_venues_of_one_asset_and_their_spread(
     )
     assert (later["a"], later["b"]) != (first["a"], first["b"])
     assert_spread_of_the_last_prices(browser, later)
+    ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-compare.png"))
+    if not DOCS_SCREENSHOT.exists() or os.environ.get("TICKPIPE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / "dashboard-compare.png", DOCS_SCREENSHOT)
     assert console_errors(browser) == []
