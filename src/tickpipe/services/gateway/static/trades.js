@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 
 function formatQuantity(q) {
   if (q === null || q === undefined || !Number.isFinite(q)) return "—";
-  const decimals = q >= 1000 ? 2 : 6;
+  const decimals = q >= 100 ? 2 : q >= 1 ? 4 : 6; // fits the column: 100.000000 did not
   return q.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
