@@ -42,6 +42,9 @@ from tickpipe.telemetry.logs import RateLimitedLog
 _log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 1.0
+# Kafka answers a fetch once any byte is there, so this only bounds an idle one; Tansu must list
+# all of a partition's batches within it or it answers empty (at 10 ms long partitions went unread).
+FETCH_WAIT_MAX_MS = 100
 _SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
@@ -118,9 +121,7 @@ class KafkaConsumer:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 2000,
-            # Latency over fetch efficiency: the broker answers within 10 ms even with little
-            # data, and the next fetch starts at once.
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "fetch.queue.backoff.ms": 1,  # 0 makes librdkafka's fetcher spin on a full queue
             # Prefetch is bounded, in bytes and in messages per partition, so that a store
             # outage holds little in memory: librdkafka stops fetching, the backlog stays in Kafka.
