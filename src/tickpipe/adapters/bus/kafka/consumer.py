@@ -45,6 +45,7 @@ _LAG_REFRESH_S = 1.0
 # Kafka answers a fetch once any byte is there, so this only bounds an idle one; Tansu must list
 # all of a partition's batches within it or it answers empty (at 10 ms long partitions went unread).
 FETCH_WAIT_MAX_MS = 100
+FETCH_MAX_BYTES = 256 * 1024
 _SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
@@ -127,11 +128,20 @@ class KafkaConsumer:
             # outage holds little in memory: librdkafka stops fetching, the backlog stays in Kafka.
             "queued.max.messages.kbytes": 16_384,
             "queued.min.messages": prefetch_messages,
+            # ... and so is one fetch, which the prefetch bound does not cut: Tansu answers the
+            # first partition of a fetch with up to fetch.max.bytes (librdkafka: >= this one).
+            "message.max.bytes": FETCH_MAX_BYTES,  # a consumer's own requests are small
+            "fetch.max.bytes": FETCH_MAX_BYTES,
+            "max.partition.fetch.bytes": FETCH_MAX_BYTES // 2,
             "error_cb": self._on_client_error,
             "logger": _log,
             **RECONNECT_CONFIG,
             **self._properties,
         }
+        # A message.max.bytes in the properties (meant for producers) must not stop the consumer.
+        config["fetch.max.bytes"] = max(
+            int(config["fetch.max.bytes"]), int(config["message.max.bytes"])
+        )
         try:
             self._consumer: Consumer = self._executor.submit(self._open, config).result()
         except BaseException:
