@@ -12,8 +12,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from benchmarks.harness import hist, infra, workload
+from tickpipe.adapters.bus.kafka.consumer import FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS
 
-# tickpipe's KafkaSink and KafkaConsumer settings (src/tickpipe/adapters/bus/kafka.py).
+# tickpipe's KafkaSink and KafkaConsumer settings (src/tickpipe/adapters/bus/kafka/).
 TICKPIPE_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -24,9 +25,12 @@ TICKPIPE_PRODUCER_CONFIG: dict[str, Any] = {
     "compression.type": "lz4",
 }
 TICKPIPE_CONSUMER_CONFIG: dict[str, Any] = {
-    "fetch.wait.max.ms": 10,
+    "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
     "fetch.queue.backoff.ms": 0,
     "queued.max.messages.kbytes": 16_384,
+    "message.max.bytes": FETCH_MAX_BYTES,
+    "fetch.max.bytes": FETCH_MAX_BYTES,
+    "max.partition.fetch.bytes": FETCH_MAX_BYTES // 2,
 }
 EMIT_TICK_S = 0.01  # like the simulated market: what is due is sent in bursts 10 ms apart
 MESSAGE_BYTES = 100  # about a tickpipe.v1.Trade

@@ -42,6 +42,8 @@ SIDES = (Side.BUY, Side.SELL, None)
 # Exact decimals that a float round trip would change or a naive str() would respell.
 PRICES = ("65000.10", "0.00000001", "1E-8", "12345678901234567890123456789.123456789")
 QUANTITIES = ("0.00100000", "3", "1.5E+3", "0.1")
+# Some minutes of a trickle of trades, one record batch each: what Tansu lists on every fetch.
+LONG_PARTITION_BATCHES = 20_000
 
 
 @dataclass
@@ -382,6 +384,32 @@ async def test_a_cancelled_poll_loses_no_messages(kafka: KafkaEnv) -> None:
     received = await poll_until(consumer, len(sent))
     assert [m.trade for m in received] == sent
     assert waiting.cancelled()
+
+
+def produce_one_batch_each(kafka: KafkaEnv, trades: Sequence[Trade]) -> None:
+    """Each trade in a record batch of its own, as a trickle of trades is produced."""
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "enable.idempotence": True,  # in order, as the ingestor sends them
+            "linger.ms": 0,
+            "batch.num.messages": 1,
+            "log_level": 0,
+        }
+    )
+    for trade in trades:
+        producer.produce(kafka.topic, wire.encode_trade(trade), trade.symbol.encode())
+    assert producer.flush(30.0) == 0
+
+
+@pytest.mark.infra
+async def test_a_partition_of_many_small_batches_is_read_to_its_end(kafka: KafkaEnv) -> None:
+    """A partition of 20,000 one-trade batches is read to its end: Tansu lists all of a
+    partition's batches within the fetch's wait or answers empty (at 10 ms it stayed unread)."""
+    trades = varied_trades(["BTCUSDT"], per_symbol=LONG_PARTITION_BATCHES)
+    await asyncio.to_thread(produce_one_batch_each, kafka, trades)
+    received = await poll_until(kafka.consumer(), len(trades), max_messages=5_000)
+    assert [m.trade for m in received] == trades
 
 
 @pytest.mark.infra

@@ -42,6 +42,10 @@ from tickpipe.telemetry.logs import RateLimitedLog
 _log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 1.0
+# Kafka answers a fetch once any byte is there, so this only bounds an idle one; Tansu must list
+# all of a partition's batches within it or it answers empty (at 10 ms long partitions went unread).
+FETCH_WAIT_MAX_MS = 100
+FETCH_MAX_BYTES = 256 * 1024
 _SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
@@ -118,19 +122,26 @@ class KafkaConsumer:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 2000,
-            # Latency over fetch efficiency: the broker answers within 10 ms even with little
-            # data, and the next fetch starts at once.
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "fetch.queue.backoff.ms": 1,  # 0 makes librdkafka's fetcher spin on a full queue
             # Prefetch is bounded, in bytes and in messages per partition, so that a store
             # outage holds little in memory: librdkafka stops fetching, the backlog stays in Kafka.
             "queued.max.messages.kbytes": 16_384,
             "queued.min.messages": prefetch_messages,
+            # ... and so is one fetch, which the prefetch bound does not cut: Tansu answers the
+            # first partition of a fetch with up to fetch.max.bytes (librdkafka: >= this one).
+            "message.max.bytes": FETCH_MAX_BYTES,  # a consumer's own requests are small
+            "fetch.max.bytes": FETCH_MAX_BYTES,
+            "max.partition.fetch.bytes": FETCH_MAX_BYTES // 2,
             "error_cb": self._on_client_error,
             "logger": _log,
             **RECONNECT_CONFIG,
             **self._properties,
         }
+        # A message.max.bytes in the properties (meant for producers) must not stop the consumer.
+        config["fetch.max.bytes"] = max(
+            int(config["fetch.max.bytes"]), int(config["message.max.bytes"])
+        )
         try:
             self._consumer: Consumer = self._executor.submit(self._open, config).result()
         except BaseException:
