@@ -180,7 +180,7 @@ class SqliteStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             if self._db is None:
-                self._db = _connect(self._path)
+                self._db = connect_sqlite(self._path)
             return work(self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -190,9 +190,9 @@ class SqliteStore:
 
         def call() -> T:
             if not self._separate_reads:
-                db = self._db = self._db or _connect(self._path)
+                db = self._db = self._db or connect_sqlite(self._path)
             else:
-                db = self._read_db = self._read_db or _connect(self._path, read_only=True)
+                db = self._read_db = self._read_db or connect_sqlite(self._path, read_only=True)
             deadline_s = time.monotonic() + self._query_timeout_s
             db.set_progress_handler(lambda: time.monotonic() > deadline_s, _PROGRESS_EVERY_STEPS)
             try:
@@ -371,7 +371,8 @@ class SqliteStore:
         self._executor.shutdown(wait=True)
 
 
-def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection with the store's settings (the benchmarks' SQLite ceiling uses it too)."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False, timeout=30)
