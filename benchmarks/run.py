@@ -28,6 +28,8 @@ REPO_ROOT = BENCHMARKS_DIR.parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 DATABASE_NAME = "tickpipe_bench"
 PARTITIONS = 6  # tickpipe's default TICKPIPE_KAFKA_PARTITIONS
+# The embedded figures pre-fill an in-process bus with every trade: bounded, for memory.
+EMBEDDED_MAX_TRADES = 200_000
 T = TypeVar("T")
 
 
@@ -93,6 +95,7 @@ def measure(
     from benchmarks.harness import (
         broker,
         database,
+        embedded,
         fanout,
         infra,
         peer,
@@ -198,6 +201,71 @@ def measure(
                 results["peer"]["quix_redis_delivered"] = best_peer.delivered
                 results["peer"]["quix_cpu_pct"] = best_peer.cpu_pct
                 results["progress"]["quix"] = best_peer.progress.samples
+
+            # End to end: the ingestor at full speed beside the processor, on the same cores.
+            pipeline.truncate(database_url)
+            e2e_topic = f"bench-{run_id}-e2e"
+            infra.create_topics(bootstrap, [e2e_topic, f"{e2e_topic}.dlq"], PARTITIONS)
+            e2e_env = infra.TickpipeEnv(
+                database_url, bootstrap, e2e_topic, f"bench-{run_id}-e2e", redis
+            )
+            e2e = step(
+                "tickpipe ingest (simulated, full speed) + process: end to end",
+                lambda: pipeline.end_to_end_throughput(
+                    processes, e2e_env, params.trades, timeout_s=params.timeout_s
+                ),
+            )
+            tickpipe["end_to_end"] = {
+                "trades_per_s": e2e.trades_per_s,
+                "ingested_per_s": e2e.ingested_per_s,
+                "ingest_cpu_us_per_trade": e2e.ingest_cpu_us_per_trade,
+                "ingest_cpu_pct": e2e.ingest_cpu_pct,
+                "processor_cpu_pct": e2e.processor_cpu_pct,
+                "dropped": e2e.dropped,
+            }
+            results["progress"]["end_to_end"] = e2e.progress.samples
+
+            # The embedded default (`tickpipe run`, SQLite) against a bare SQLite insert.
+            embedded_trades = min(params.trades, EMBEDDED_MAX_TRADES)
+            sqlite_ceilings: list[dict[str, float]] = []
+            processing_runs: list[Any] = []
+            for attempt in range(1, params.repeat + 1):
+                sqlite_ceilings.append(
+                    step(
+                        f"ceiling: SQLite batched INSERT OR IGNORE (run {attempt}/{params.repeat})",
+                        lambda: embedded.insert_ceilings(log_dir, embedded_trades),
+                    )
+                )
+                processing_runs.append(
+                    step(
+                        f"tickpipe run's processing on SQLite (run {attempt}/{params.repeat})",
+                        lambda: embedded.processing_throughput(
+                            processes, log_dir, embedded_trades, timeout_s=params.timeout_s
+                        ),
+                    )
+                )
+                if processing_runs[-1].stored != embedded_trades:
+                    raise RuntimeError(
+                        f"stored {processing_runs[-1].stored} rows of {embedded_trades} trades"
+                    )
+            run_full_speed = step(
+                "tickpipe run, simulated exchange at full speed",
+                lambda: embedded.run_throughput(
+                    processes, log_dir, embedded_trades, timeout_s=params.timeout_s
+                ),
+            )
+            ceilings["sqlite_executemany_rows_per_s"] = max(
+                c["executemany"] for c in sqlite_ceilings
+            )
+            ceilings["sqlite_multirow_rows_per_s"] = max(c["multirow"] for c in sqlite_ceilings)
+            best_embedded = max(processing_runs, key=lambda run: run.trades_per_s)
+            tickpipe["embedded"] = {
+                **embedded.as_dict(best_embedded),
+                "trades": embedded_trades,
+                "trades_per_s_runs": [run.trades_per_s for run in processing_runs],
+            }
+            tickpipe["embedded_run"] = embedded.as_dict(run_full_speed)
+            results["progress"]["embedded"] = best_embedded.progress.samples
 
             pipeline.truncate(database_url)
             live_topic = f"bench-{run_id}-live"

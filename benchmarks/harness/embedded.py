@@ -36,7 +36,7 @@ from tickpipe.adapters.store.sqlite import connect_sqlite, insert_values, row_va
 from tickpipe.config import Settings
 
 BATCH_ROWS: int = Settings.model_fields["batch_max_trades"].default
-FULL_SPEED_SIM_RATE = 10_000_000  # trades/s asked of the simulated exchange: more than it makes
+FULL_SPEED_SIM_RATE = pipeline.FULL_SPEED_SIM_RATE
 _ONE_ROW = (
     "INSERT OR IGNORE INTO trades (time, exchange, symbol, trade_id, price, quantity, side, sma,"
     " signal, ingest_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

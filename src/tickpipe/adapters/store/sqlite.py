@@ -100,21 +100,25 @@ def row_values(batch: Sequence[ScoredTrade]) -> list[object]:
     """The `_COLUMNS` of every trade, one flat list (the multi-row INSERT's parameters)."""
     values: list[object] = []
     add = values.extend
+    side_text, signal_text = _SIDE_TEXT, _SIGNAL_TEXT
     for scored in batch:
         trade = scored.trade
         sma = scored.sma
+        exchange_time_us = trade.exchange_time_us
+        time_text = format_time_us(exchange_time_us)
+        ingest_time_us = trade.ingest_time_us
         add(
             (
-                format_time_us(trade.exchange_time_us),
+                time_text,
                 trade.exchange,
                 trade.symbol,
                 trade.trade_id,
                 plain_decimal_text(trade.price),  # exact, and '0.00000001' rather than '1E-8'
                 plain_decimal_text(trade.quantity),
-                _SIDE_TEXT[trade.side],
+                side_text[trade.side],
                 None if sma is None else float(sma),
-                _SIGNAL_TEXT[scored.signal],
-                format_time_us(trade.ingest_time_us),
+                signal_text[scored.signal],
+                time_text if ingest_time_us == exchange_time_us else format_time_us(ingest_time_us),
             )
         )
     return values
@@ -209,6 +213,8 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._read_executor, call)
 
     async def write(self, batch: Sequence[ScoredTrade]) -> int:
+        # The rows are made here, not on the writer thread: that thread sets the pace, and
+        # Python work there would wait for the GIL behind the next batch's scoring.
         values = row_values(batch)
 
         def insert(db: sqlite3.Connection) -> int:
