@@ -142,13 +142,20 @@ def _clean_env(**variables: str) -> dict[str, str]:
 
 
 def processing_throughput(
-    processes: infra.Processes, directory: Path, trades: int, *, timeout_s: float
+    processes: infra.Processes,
+    directory: Path,
+    trades: int,
+    *,
+    timeout_s: float,
+    extra_env: dict[str, str] | None = None,
 ) -> EmbeddedRun:
-    """`embedded_job.py` over `trades` pre-filled trades."""
+    """`embedded_job.py` over `trades` pre-filled trades (`extra_env`: e.g. PYTHONPATH of
+    another tree's tickpipe, for A/B pairs)."""
     path = directory / "embedded-processing.db"
     url = _fresh_file(path)
     argv = [sys.executable, "-m", "benchmarks.harness.embedded_job", url, str(trades)]
-    child = processes.start("embedded-processing", argv, _clean_env(), stdout_pipe=True)
+    env = _clean_env(**(extra_env or {}))
+    child = processes.start("embedded-processing", argv, env, stdout_pipe=True)
     try:
         if _read_line(child, timeout_s) != "ready":
             raise RuntimeError("embedded_job: unexpected output; see its log")

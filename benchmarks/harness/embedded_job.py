@@ -21,9 +21,8 @@ import sys
 import orjson
 
 from benchmarks.harness import workload
-from tickpipe import wiring
+from tickpipe import commands, wiring
 from tickpipe.adapters.bus.memory import MemoryBus
-from tickpipe.commands import build_processor
 from tickpipe.config import load_settings
 from tickpipe.ports import UpdateFeed
 from tickpipe.services.publishing import queued_publisher
@@ -50,7 +49,9 @@ async def main(database_url: str, trades: int) -> None:
             await bus.send(trade)
         delivered = [0]
         counter = asyncio.create_task(_count_updates(updates.feed, delivered))
-        processor = build_processor(settings, bus, store, publisher)
+        # `_processor` before it was named build_processor (A/B runs against older trees).
+        build = getattr(commands, "build_processor", None) or commands._processor
+        processor = build(settings, bus, store, publisher)
         print("ready", flush=True)
         stop = asyncio.Event()
         stop.set()  # with drain: process everything the bus holds, then return
