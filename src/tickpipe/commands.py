@@ -17,8 +17,6 @@ from tickpipe.adapters.store.errors import describe_url
 from tickpipe.config import Settings
 from tickpipe.core.scoring import Scorer
 from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdatePublisher
-from tickpipe.services.gateway.admission import parse_trusted_proxies
-from tickpipe.services.gateway.app import GatewayOptions, create_app
 from tickpipe.services.gateway.headers import SecurityHeaders
 from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
@@ -32,6 +30,7 @@ if TYPE_CHECKING:
 
     from tickpipe.ports import TradeRecording
     from tickpipe.services.export import ExportOptions
+    from tickpipe.services.gateway.app import GatewayOptions
     from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
 log = logging.getLogger("tickpipe")
@@ -54,6 +53,8 @@ async def migrate(settings: Settings) -> None:
 
 async def run(settings: Settings) -> None:
     """Ingestor + processor + gateway in one process; embedded back-ends where none is named."""
+    from tickpipe.services.gateway.app import create_app  # FastAPI: only where it is served
+
     await wiring.migrate_store(settings.database_url)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_open_store(settings))
@@ -161,6 +162,8 @@ async def process(settings: Settings) -> None:
 
 
 async def gateway(settings: Settings) -> None:
+    from tickpipe.services.gateway.app import create_app
+
     wiring.require_redis(settings, "gateway")
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_open_store(settings))
@@ -297,6 +300,9 @@ def _healthy(processor: Processor) -> Check:
 
 
 def gateway_options(settings: Settings) -> GatewayOptions:
+    from tickpipe.services.gateway.admission import parse_trusted_proxies
+    from tickpipe.services.gateway.app import GatewayOptions
+
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
     return GatewayOptions(
         ws_max_clients=settings.ws_max_clients,
