@@ -202,6 +202,24 @@ def measure(
                 results["peer"]["quix_cpu_pct"] = best_peer.cpu_pct
                 results["progress"]["quix"] = best_peer.progress.samples
 
+            # Two workers in one command (`--workers 2`), on the same topic.
+            pipeline.truncate(database_url)
+            workers_env = replace(env, group=f"{group}-workers", extra={"TICKPIPE_WORKERS": "2"})
+            two = step(
+                "tickpipe process --workers 2: throughput",
+                lambda: pipeline.processor_throughput(
+                    processes, workers_env, params.trades, timeout_s=params.timeout_s
+                ),
+            )
+            if two.stored != params.trades:
+                raise RuntimeError(f"--workers 2 stored {two.stored} rows of {params.trades}")
+            tickpipe["workers_2"] = {
+                "trades_per_s": two.trades_per_s,
+                "committed_per_s": two.committed_per_s,
+                "delivered": two.delivered,
+                "stored": two.stored,
+            }
+
             # End to end: the ingestor at full speed beside the processor, on the same cores.
             pipeline.truncate(database_url)
             e2e_topic = f"bench-{run_id}-e2e"
@@ -224,6 +242,31 @@ def measure(
                 "dropped": e2e.dropped,
             }
             results["progress"]["end_to_end"] = e2e.progress.samples
+            # The same, the exchange paced at 0.8x the processor's own figure: does the whole
+            # pipeline keep up with that on these cores?
+            pipeline.truncate(database_url)
+            paced_topic = f"bench-{run_id}-e2e-paced"
+            infra.create_topics(bootstrap, [paced_topic, f"{paced_topic}.dlq"], PARTITIONS)
+            offered = 0.8 * best.trades_per_s
+            paced = step(
+                f"tickpipe ingest (simulated, {offered:,.0f}/s) + process: end to end",
+                lambda: pipeline.end_to_end_throughput(
+                    processes,
+                    replace(e2e_env, topic=paced_topic, group=f"bench-{run_id}-e2e-paced"),
+                    params.trades,
+                    timeout_s=params.timeout_s,
+                    rate_per_s=offered,
+                ),
+            )
+            tickpipe["end_to_end_paced"] = {
+                "offered_per_s": offered,
+                "trades_per_s": paced.trades_per_s,
+                "ingested_per_s": paced.ingested_per_s,
+                "ingest_cpu_us_per_trade": paced.ingest_cpu_us_per_trade,
+                "ingest_cpu_pct": paced.ingest_cpu_pct,
+                "processor_cpu_pct": paced.processor_cpu_pct,
+                "dropped": paced.dropped,
+            }
 
             # The embedded default (`tickpipe run`, SQLite) against a bare SQLite insert.
             embedded_trades = min(params.trades, EMBEDDED_MAX_TRADES)

@@ -534,15 +534,21 @@ class EndToEnd:
 
 
 def end_to_end_throughput(
-    processes: infra.Processes, env: infra.TickpipeEnv, count: int, *, timeout_s: float
+    processes: infra.Processes,
+    env: infra.TickpipeEnv,
+    count: int,
+    *,
+    timeout_s: float,
+    rate_per_s: float = FULL_SPEED_SIM_RATE,
 ) -> EndToEnd:
-    """`tickpipe ingest` (simulated exchange at full speed) -> Kafka -> `tickpipe process` ->
-    PostgreSQL + Redis, all on this machine: trades/s from the first row stored to `count`
-    rows (polled like the processor's figure), and the ingestor's CPU per trade meanwhile."""
+    """`tickpipe ingest` (simulated exchange at `rate_per_s`, by default full speed) -> Kafka ->
+    `tickpipe process` -> PostgreSQL + Redis, all on this machine: trades/s from the first row
+    stored to `count` rows (polled like the processor's figure), and the ingestor's CPU per
+    trade meanwhile."""
     processor, _ = start_processor(processes, env, "process-end-to-end")
     ingest_port = infra.free_port()
     ingest_env = env.environ(
-        TICKPIPE_SIM_RATE=str(FULL_SPEED_SIM_RATE),
+        TICKPIPE_SIM_RATE=str(rate_per_s),
         TICKPIPE_SIM_SEED=str(workload.SEED),
         TICKPIPE_SYMBOLS=",".join(workload.SYMBOLS),
         TICKPIPE_METRICS_PORT=str(ingest_port),

@@ -123,6 +123,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 f"all: {_check(delivered == tickpipe['stored'])}",
             )
         )
+    two = tickpipe.get("workers_2")
+    if two and committed:
+        table.append(
+            Row(
+                "processor with --workers 2, timed by offset commits (stored rows: see README)",
+                _rate(two["committed_per_s"]),
+                f"one worker, same timing {_rate(committed)}",
+                _ratio(two["committed_per_s"], committed),
+                f"delivered {two['delivered']:,} of {two['stored']:,}",
+            )
+        )
     table += _end_to_end_rows(tickpipe)
     table += _embedded_rows(ceiling, tickpipe)
     rtt = ceiling["broker_round_trip_ms"]
@@ -245,7 +256,7 @@ def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
     if not e2e:
         return []
     processor = tickpipe["processor_trades_per_s"]
-    return [
+    rows = [
         Row(
             "end to end: ingest (simulated, full speed) -> Kafka -> process -> PostgreSQL",
             _rate(e2e["trades_per_s"]),
@@ -262,6 +273,26 @@ def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
             f"dropped: {e2e['dropped']}",
         ),
     ]
+    paced = tickpipe.get("end_to_end_paced")
+    if paced:
+        offered = paced["offered_per_s"]
+        rows += [
+            Row(
+                "end to end, the exchange paced at 0.8x the processor alone",
+                _rate(paced["trades_per_s"]),
+                f"offered {_rate(offered)} ({_ratio(offered, processor)} processor alone)",
+                _ratio(paced["trades_per_s"], offered),
+                f"keeps up (>= 0.98x offered): {_check(paced['trades_per_s'] >= 0.98 * offered)}",
+            ),
+            Row(
+                "  ingestor meanwhile: CPU per trade / CPU",
+                f"{paced['ingest_cpu_us_per_trade']:.1f} us / {paced['ingest_cpu_pct']:.0f} %",
+                f"processor CPU {paced['processor_cpu_pct']:.0f} %",
+                "",
+                f"dropped: {paced['dropped']}",
+            ),
+        ]
+    return rows
 
 
 def _embedded_rows(ceiling: dict[str, Any], tickpipe: dict[str, Any]) -> list[Row]:

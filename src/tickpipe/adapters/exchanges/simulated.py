@@ -107,17 +107,24 @@ class SimulatedMarket:
         emitted = 0
         next_us = 0  # times strictly increase, from burst to burst too
         while True:
+            burst_s = time.monotonic()
+            owed = int((burst_s - start_s) * self.rate_per_s) + 1 - emitted
             # At most a burst per turn of the event loop: a market running behind its rate
             # (a rate beyond what the machine makes) must not starve the loop's other tasks.
-            due = min(int((time.monotonic() - start_s) * self.rate_per_s) + 1 - emitted, _BURST)
+            due = min(owed, _BURST)
             now_us = max(time.time_ns() // 1000, next_us)
             for i in range(due):
                 yield self.next_trade(now_us + i)  # distinct, increasing times within a burst
             if due > 0:
                 emitted += due
                 next_us = now_us + due
-            next_due_s = start_s + emitted / self.rate_per_s
-            await asyncio.sleep(max(0.0, min(_TICK_S, next_due_s - time.monotonic())))
+            if owed > _BURST:
+                await asyncio.sleep(0)
+                continue
+            # The next burst one tick after this one (or at the next trade, if later): waking
+            # for every trade at high rates costs more than making the trades.
+            wake_s = max(start_s + emitted / self.rate_per_s, burst_s + _TICK_S)
+            await asyncio.sleep(max(0.0, min(_TICK_S, wake_s - time.monotonic())))
 
 
 def open_source(raw_symbols: Sequence[str], options: SourceOptions) -> SimulatedMarket:
