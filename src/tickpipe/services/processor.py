@@ -250,6 +250,10 @@ class Processor:
             self._write(batch, pending.scored, pending.messages), name="process-batch"
         )
         self._in_flight_batch = batch
+        # Lets the write start now, while the next batch is polled and scored: a bus whose poll
+        # returns without suspending (the in-process one, with trades waiting) would otherwise
+        # hold it back until that next batch is scored, and nothing would overlap.
+        await asyncio.sleep(0)
 
     def _evict(self) -> None:
         """Keeps per-stream state bounded: the least recently scored streams beyond the
