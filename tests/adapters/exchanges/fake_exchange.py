@@ -222,11 +222,12 @@ class FakeExchange:
     async def stop(self) -> None:
         self.stopping.set()
         if self._server is not None:
+            self._server.close()  # stop accepting first: no connection may slip in after the aborts
             for connection in list(self._server.connections):
                 connection.transport.abort()
-            self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+            await asyncio.sleep(0.01)  # the aborted transports close their sockets next turn
 
     async def __aenter__(self) -> FakeExchange:
         await self.start()
