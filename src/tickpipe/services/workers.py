@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import orjson
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 WORKER_HOST = "127.0.0.1"
 WORKER_STOP_S = SHUTDOWN_GRACE_S + 1.5  # a worker's own grace, then its interpreter's exit
 WORKER_HTTP_TIMEOUT_S = 2.0
+WORKER_POLL_S = 0.05  # how often the workers' exits are looked for
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -110,11 +112,12 @@ def _metrics_route(ports: Sequence[int]) -> Route:
             return body.decode() if status == 200 else None
 
         texts = await asyncio.gather(*(scrape(port) for port in ports))
-        up_of = enumerate(texts)
         up = [
             "# HELP tickpipe_worker_up 1 while the worker answers its /metrics",
             "# TYPE tickpipe_worker_up gauge",
-            *(f'tickpipe_worker_up{{worker="{i}"}} {int(text is not None)}' for i, text in up_of),
+        ]
+        up += [
+            f'tickpipe_worker_up{{worker="{i}"}} {int(t is not None)}' for i, t in enumerate(texts)
         ]
         merged = merge_expositions(
             {str(i): text for i, text in enumerate(texts) if text is not None}, "worker"
@@ -149,11 +152,8 @@ async def run_workers(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    exits = {
-        asyncio.create_task(asyncio.to_thread(child.wait)): index
-        for index, child in enumerate(children)
-    }
     server_task = asyncio.create_task(server.serve(), name="workers-http")
+    watching = asyncio.create_task(_first_exit(children), name="workers-watch")
     stopping = asyncio.create_task(stop.wait())
     failure: str | None = None
     try:
@@ -164,19 +164,18 @@ async def run_workers(
             port,
             extra=fields("workers_started", workers=len(children), pids=[c.pid for c in children]),
         )
-        done, _ = await asyncio.wait(
-            {stopping, server_task, *exits}, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task, index in exits.items():
-            if task in done:
-                failure = f"worker {index} exited with code {task.result()}"
-        if server_task in done and failure is None:
+        await asyncio.wait({stopping, server_task, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done():
+            index = watching.result()
+            failure = f"worker {index} exited with code {children[index].returncode}"
+        elif server_task.done():
             failure = f"the probe server on port {port} stopped"
-        if stop.is_set():
+        else:
             log.info("stopping %d workers", len(children), extra=fields("stopping"))
     finally:
-        codes = await _stop_all(children, exits)
+        watching.cancel()
         stopping.cancel()
+        codes = await _stop_all(children)
         server.should_exit = True
         with contextlib.suppress(Exception):
             await server_task
@@ -189,23 +188,31 @@ async def run_workers(
         raise ServiceFailed(failure)
 
 
-async def _stop_all(
-    children: Sequence[subprocess.Popen[bytes]], exits: dict[asyncio.Task[int], int]
-) -> list[int]:
+async def _first_exit(children: Sequence[subprocess.Popen[bytes]]) -> int:
+    """The index of the first worker found exited (polled: no thread per worker)."""
+    while True:
+        for index, child in enumerate(children):
+            if child.poll() is not None:
+                return index
+        await asyncio.sleep(WORKER_POLL_S)
+
+
+async def _stop_all(children: Sequence[subprocess.Popen[bytes]]) -> list[int]:
     """SIGTERM to every worker still running, SIGKILL to those still running WORKER_STOP_S
     later; returns every worker's exit code."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    await asyncio.wait(exits, timeout=WORKER_STOP_S)
-    for task, index in exits.items():
-        if not task.done():
+    deadline_s = time.monotonic() + WORKER_STOP_S
+    while any(c.poll() is None for c in children) and time.monotonic() < deadline_s:  # noqa: ASYNC110 - a child's exit has no event
+        await asyncio.sleep(WORKER_POLL_S)
+    for index, child in enumerate(children):
+        if child.poll() is None:
             log.error(
                 "worker %d did not stop within %.1fs; killing it",
                 index,
                 WORKER_STOP_S,
                 extra=fields("worker_killed", worker=index, grace_s=WORKER_STOP_S),
             )
-            children[index].kill()
-    await asyncio.wait(exits)
-    return [task.result() for task in exits]
+            child.kill()
+    return [await asyncio.to_thread(child.wait) for child in children]
