@@ -28,6 +28,8 @@ REPO_ROOT = BENCHMARKS_DIR.parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 DATABASE_NAME = "tickpipe_bench"
 PARTITIONS = 6  # tickpipe's default TICKPIPE_KAFKA_PARTITIONS
+# The embedded figures pre-fill an in-process bus with every trade: bounded, for memory.
+EMBEDDED_MAX_TRADES = 200_000
 T = TypeVar("T")
 
 
@@ -93,6 +95,7 @@ def measure(
     from benchmarks.harness import (
         broker,
         database,
+        embedded,
         fanout,
         infra,
         peer,
@@ -198,6 +201,114 @@ def measure(
                 results["peer"]["quix_redis_delivered"] = best_peer.delivered
                 results["peer"]["quix_cpu_pct"] = best_peer.cpu_pct
                 results["progress"]["quix"] = best_peer.progress.samples
+
+            # Two workers in one command (`--workers 2`), on the same topic.
+            pipeline.truncate(database_url)
+            workers_env = replace(env, group=f"{group}-workers", extra={"TICKPIPE_WORKERS": "2"})
+            two = step(
+                "tickpipe process --workers 2: throughput",
+                lambda: pipeline.processor_throughput(
+                    processes, workers_env, params.trades, timeout_s=params.timeout_s
+                ),
+            )
+            if two.stored != params.trades:
+                raise RuntimeError(f"--workers 2 stored {two.stored} rows of {params.trades}")
+            tickpipe["workers_2"] = {
+                "trades_per_s": two.trades_per_s,
+                "committed_per_s": two.committed_per_s,
+                "delivered": two.delivered,
+                "stored": two.stored,
+            }
+
+            # End to end: the ingestor at full speed beside the processor, on the same cores.
+            pipeline.truncate(database_url)
+            e2e_topic = f"bench-{run_id}-e2e"
+            infra.create_topics(bootstrap, [e2e_topic, f"{e2e_topic}.dlq"], PARTITIONS)
+            e2e_env = infra.TickpipeEnv(
+                database_url, bootstrap, e2e_topic, f"bench-{run_id}-e2e", redis
+            )
+            e2e = step(
+                "tickpipe ingest (simulated, full speed) + process: end to end",
+                lambda: pipeline.end_to_end_throughput(
+                    processes, e2e_env, params.trades, timeout_s=params.timeout_s
+                ),
+            )
+            tickpipe["end_to_end"] = {
+                "trades_per_s": e2e.trades_per_s,
+                "ingested_per_s": e2e.ingested_per_s,
+                "ingest_cpu_us_per_trade": e2e.ingest_cpu_us_per_trade,
+                "ingest_cpu_pct": e2e.ingest_cpu_pct,
+                "processor_cpu_pct": e2e.processor_cpu_pct,
+                "dropped": e2e.dropped,
+            }
+            results["progress"]["end_to_end"] = e2e.progress.samples
+            # The same, the exchange paced at 0.8x the processor's own figure: does the whole
+            # pipeline keep up with that on these cores?
+            pipeline.truncate(database_url)
+            paced_topic = f"bench-{run_id}-e2e-paced"
+            infra.create_topics(bootstrap, [paced_topic, f"{paced_topic}.dlq"], PARTITIONS)
+            offered = 0.8 * best.trades_per_s
+            paced = step(
+                f"tickpipe ingest (simulated, {offered:,.0f}/s) + process: end to end",
+                lambda: pipeline.end_to_end_throughput(
+                    processes,
+                    replace(e2e_env, topic=paced_topic, group=f"bench-{run_id}-e2e-paced"),
+                    params.trades,
+                    timeout_s=params.timeout_s,
+                    rate_per_s=offered,
+                ),
+            )
+            tickpipe["end_to_end_paced"] = {
+                "offered_per_s": offered,
+                "trades_per_s": paced.trades_per_s,
+                "ingested_per_s": paced.ingested_per_s,
+                "ingest_cpu_us_per_trade": paced.ingest_cpu_us_per_trade,
+                "ingest_cpu_pct": paced.ingest_cpu_pct,
+                "processor_cpu_pct": paced.processor_cpu_pct,
+                "dropped": paced.dropped,
+            }
+
+            # The embedded default (`tickpipe run`, SQLite) against a bare SQLite insert.
+            embedded_trades = min(params.trades, EMBEDDED_MAX_TRADES)
+            sqlite_ceilings: list[dict[str, float]] = []
+            processing_runs: list[Any] = []
+            for attempt in range(1, params.repeat + 1):
+                sqlite_ceilings.append(
+                    step(
+                        f"ceiling: SQLite batched INSERT OR IGNORE (run {attempt}/{params.repeat})",
+                        lambda: embedded.insert_ceilings(log_dir, embedded_trades),
+                    )
+                )
+                processing_runs.append(
+                    step(
+                        f"tickpipe run's processing on SQLite (run {attempt}/{params.repeat})",
+                        lambda: embedded.processing_throughput(
+                            processes, log_dir, embedded_trades, timeout_s=params.timeout_s
+                        ),
+                    )
+                )
+                if processing_runs[-1].stored != embedded_trades:
+                    raise RuntimeError(
+                        f"stored {processing_runs[-1].stored} rows of {embedded_trades} trades"
+                    )
+            run_full_speed = step(
+                "tickpipe run, simulated exchange at full speed",
+                lambda: embedded.run_throughput(
+                    processes, log_dir, embedded_trades, timeout_s=params.timeout_s
+                ),
+            )
+            ceilings["sqlite_executemany_rows_per_s"] = max(
+                c["executemany"] for c in sqlite_ceilings
+            )
+            ceilings["sqlite_multirow_rows_per_s"] = max(c["multirow"] for c in sqlite_ceilings)
+            best_embedded = max(processing_runs, key=lambda run: run.trades_per_s)
+            tickpipe["embedded"] = {
+                **embedded.as_dict(best_embedded),
+                "trades": embedded_trades,
+                "trades_per_s_runs": [run.trades_per_s for run in processing_runs],
+            }
+            tickpipe["embedded_run"] = embedded.as_dict(run_full_speed)
+            results["progress"]["embedded"] = best_embedded.progress.samples
 
             pipeline.truncate(database_url)
             live_topic = f"bench-{run_id}-live"

@@ -1,7 +1,10 @@
 """Before/after in one run: `tickpipe process` from another git ref against this tree, in
 interleaved pairs on the same pre-filled topic, beside the PostgreSQL idempotent insert ceiling.
+With `--embedded`: `tickpipe run`'s processing on SQLite (benchmarks/harness/embedded_job.py),
+in pairs, each pair beside the bare SQLite insert ceiling.
 
     .venv/bin/python -m benchmarks.harness.ab --baseline main --trades 100000 --pairs 3
+    .venv/bin/python -m benchmarks.harness.ab --baseline main --embedded
 
 On a shared machine the load drifts within minutes; pairs measured back to back, and their
 ratio, are what can be compared.
@@ -33,7 +36,11 @@ def main() -> None:
     parser.add_argument("--baseline", default="main", help="git ref of the 'before' processor")
     parser.add_argument("--trades", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--embedded", action="store_true", help="tickpipe run on SQLite instead")
     args = parser.parse_args()
+    if args.embedded:
+        embedded_pairs(args.baseline, args.trades, args.pairs)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         baseline_src = export_source(args.baseline, Path(scratch))
         processes = infra.Processes(Path("benchmarks/results/ab"))
@@ -91,6 +98,38 @@ def main() -> None:
             import asyncio
 
             asyncio.run(infra.delete_redis_keys(redis))
+
+
+def embedded_pairs(baseline: str, trades: int, pairs: int) -> None:
+    """Interleaved pairs of `run`'s processing on SQLite, each beside the SQLite ceiling."""
+    from benchmarks.harness import embedded
+
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline_src = export_source(baseline, Path(scratch))
+        directory = Path(scratch) / "files"
+        directory.mkdir()
+        processes = infra.Processes(Path("benchmarks/results/ab"))
+        try:
+            for pair in range(pairs):
+                ceiling = embedded.insert_ceilings(directory, trades)["executemany"]
+                for label, extra in (
+                    (baseline, {"PYTHONPATH": str(baseline_src)}),
+                    ("this tree", {}),
+                ):
+                    run = embedded.processing_throughput(
+                        processes, directory, trades, timeout_s=600, extra_env=extra
+                    )
+                    if run.stored != trades or run.delivered != trades:
+                        raise RuntimeError(f"{label}: {run.stored} stored, {run.delivered} sent")
+                    cpu_us = 1e4 * run.cpu_pct / run.trades_per_s
+                    print(
+                        f"pair {pair + 1} {label:>10}: {run.trades_per_s:8,.0f} trades/s "
+                        f"= {run.trades_per_s / ceiling:.2f}x SQLite executemany "
+                        f"{ceiling:,.0f}/s  CPU {run.cpu_pct:4.0f} % = {cpu_us:5.1f} us/trade",
+                        flush=True,
+                    )
+        finally:
+            processes.stop_all()
 
 
 if __name__ == "__main__":

@@ -505,3 +505,90 @@ def end_to_end_latency(
 
 def new_group() -> str:
     return f"bench-{uuid.uuid4().hex[:8]}"
+
+
+FULL_SPEED_SIM_RATE = 10_000_000  # trades/s asked of the simulated exchange: more than it makes
+
+
+def metric_total(port: int, name: str) -> float:
+    """The sum of every sample of a counter in a service's /metrics."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
+@dataclass
+class EndToEnd:
+    trades_per_s: float  # rows stored, first to last, with the ingestor producing beside it
+    ingested_per_s: float  # trades the ingestor accepted per second over the same interval
+    ingest_cpu_us_per_trade: float  # its CPU (all threads) per trade accepted, same interval
+    ingest_cpu_pct: float
+    processor_cpu_pct: float
+    dropped: int  # trades the ingestor dropped (its local queue full for 5 s)
+    progress: Progress
+
+
+def end_to_end_throughput(
+    processes: infra.Processes,
+    env: infra.TickpipeEnv,
+    count: int,
+    *,
+    timeout_s: float,
+    rate_per_s: float = FULL_SPEED_SIM_RATE,
+) -> EndToEnd:
+    """`tickpipe ingest` (simulated exchange at `rate_per_s`, by default full speed) -> Kafka ->
+    `tickpipe process` -> PostgreSQL + Redis, all on this machine: trades/s from the first row
+    stored to `count` rows (polled like the processor's figure), and the ingestor's CPU per
+    trade meanwhile."""
+    processor, _ = start_processor(processes, env, "process-end-to-end")
+    ingest_port = infra.free_port()
+    ingest_env = env.environ(
+        TICKPIPE_SIM_RATE=str(rate_per_s),
+        TICKPIPE_SIM_SEED=str(workload.SEED),
+        TICKPIPE_SYMBOLS=",".join(workload.SYMBOLS),
+        TICKPIPE_METRICS_PORT=str(ingest_port),
+    )
+    ingest = processes.start("ingest-end-to-end", infra.tickpipe_argv("ingest"), ingest_env)
+    try:
+        infra.wait_http_ok(f"http://127.0.0.1:{ingest_port}/healthz", ingest)
+        first: list[tuple[float, float, float, float]] = []  # wall, ingest CPU, ingested, proc CPU
+
+        def ingest_now() -> tuple[float, float, float, float]:
+            return (
+                time.monotonic(),
+                infra.cpu_seconds(ingest.pid),
+                metric_total(ingest_port, "tickpipe_trades_ingested_total"),
+                infra.cpu_seconds(processor.pid),
+            )
+
+        with stored_so_far(env.database_url) as stored:
+
+            def counted() -> int:
+                done = stored()
+                if done and not first:
+                    first.append(ingest_now())
+                return done
+
+            progress = watch(counted, count, processor, timeout_s)
+        last = ingest_now()
+        dropped = int(metric_total(ingest_port, "tickpipe_producer_dropped_total"))
+    finally:
+        processes.stop(ingest)
+        processes.stop(processor)
+    wall_s = last[0] - first[0][0]
+    ingested = last[2] - first[0][2]
+    ingest_cpu_s = last[1] - first[0][1]
+    return EndToEnd(
+        progress.rate_per_s(),
+        ingested / wall_s,
+        1e6 * ingest_cpu_s / ingested if ingested else 0.0,
+        100 * ingest_cpu_s / wall_s,
+        100 * (last[3] - first[0][3]) / wall_s,
+        dropped,
+        progress,
+    )

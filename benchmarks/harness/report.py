@@ -123,6 +123,19 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 f"all: {_check(delivered == tickpipe['stored'])}",
             )
         )
+    two = tickpipe.get("workers_2")
+    if two and committed:
+        table.append(
+            Row(
+                "processor with --workers 2, timed by offset commits (stored rows: see README)",
+                _rate(two["committed_per_s"]),
+                f"one worker, same timing {_rate(committed)}",
+                _ratio(two["committed_per_s"], committed),
+                f"delivered {two['delivered']:,} of {two['stored']:,}",
+            )
+        )
+    table += _end_to_end_rows(tickpipe)
+    table += _embedded_rows(ceiling, tickpipe)
     rtt = ceiling["broker_round_trip_ms"]
     latency = tickpipe["latency"]
     for label, key in (("ingest", "ingest_to_client_ms"), ("exchange", "exchange_to_client_ms")):
@@ -238,6 +251,95 @@ def rows(results: dict[str, Any]) -> list[Row]:
     return table
 
 
+def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
+    e2e = tickpipe.get("end_to_end")
+    if not e2e:
+        return []
+    processor = tickpipe["processor_trades_per_s"]
+    rows = [
+        Row(
+            "end to end: ingest (simulated, full speed) -> Kafka -> process -> PostgreSQL",
+            _rate(e2e["trades_per_s"]),
+            f"processor alone (above) {_rate(processor)}",
+            _ratio(e2e["trades_per_s"], processor),
+            f">= 0.8x: {_check(e2e['trades_per_s'] >= 0.8 * processor)}",
+        ),
+        Row(
+            "  ingestor meanwhile: trades accepted / CPU per trade / CPU",
+            f"{_rate(e2e['ingested_per_s'])} / {e2e['ingest_cpu_us_per_trade']:.1f} us"
+            f" / {e2e['ingest_cpu_pct']:.0f} %",
+            f"processor CPU {e2e['processor_cpu_pct']:.0f} %",
+            "",
+            f"dropped: {e2e['dropped']}",
+        ),
+    ]
+    paced = tickpipe.get("end_to_end_paced")
+    if paced:
+        offered = paced["offered_per_s"]
+        rows += [
+            Row(
+                "end to end, the exchange paced at 0.8x the processor alone",
+                _rate(paced["trades_per_s"]),
+                f"offered {_rate(offered)} ({_ratio(offered, processor)} processor alone)",
+                _ratio(paced["trades_per_s"], offered),
+                f"keeps up (>= 0.98x offered): {_check(paced['trades_per_s'] >= 0.98 * offered)}",
+            ),
+            Row(
+                "  ingestor meanwhile: CPU per trade / CPU",
+                f"{paced['ingest_cpu_us_per_trade']:.1f} us / {paced['ingest_cpu_pct']:.0f} %",
+                f"processor CPU {paced['processor_cpu_pct']:.0f} %",
+                "",
+                f"dropped: {paced['dropped']}",
+            ),
+        ]
+    return rows
+
+
+def _embedded_rows(ceiling: dict[str, Any], tickpipe: dict[str, Any]) -> list[Row]:
+    run = tickpipe.get("embedded")
+    if not run:
+        return []
+    plain, multirow = (
+        ceiling["sqlite_executemany_rows_per_s"],
+        ceiling["sqlite_multirow_rows_per_s"],
+    )
+    rows = [
+        Row(
+            "embedded default: `tickpipe run`'s processing, in-process bus -> SQLite (trades/s)",
+            _rate(run["trades_per_s"]),
+            f"SQLite INSERT OR IGNORE, executemany {_rate(plain)}",
+            _ratio(run["trades_per_s"], plain),
+            f">= 1.0x: {_check(run['trades_per_s'] >= plain)}",
+        ),
+        Row(
+            "  same, against multi-row INSERT (what the store sends)",
+            _rate(run["trades_per_s"]),
+            f"SQLite INSERT OR IGNORE, 500 rows a statement {_rate(multirow)}",
+            _ratio(run["trades_per_s"], multirow),
+            "",
+        ),
+        Row(
+            "  updates handed to the in-process feed / CPU (100 % = one core) / peak RSS",
+            f"{run['delivered']:,} / {run['cpu_pct']:.0f} % / {run['peak_rss_mib']:.0f} MiB",
+            f"trades stored {run['stored']:,}",
+            "",
+            f"all: {_check(run['delivered'] == run['stored'])}",
+        ),
+    ]
+    whole = tickpipe.get("embedded_run")
+    if whole:
+        rows.append(
+            Row(
+                "  `tickpipe run` itself, simulated exchange at full speed, one process",
+                _rate(whole["trades_per_s"]),
+                f"SQLite INSERT OR IGNORE, executemany {_rate(plain)}",
+                _ratio(whole["trades_per_s"], plain),
+                f"CPU {whole['cpu_pct']:.0f} %",
+            )
+        )
+    return rows
+
+
 def render_text(table: list[Row]) -> str:
     widths = [max(len(r.cells()[i]) for r in [Row(*HEADER), *table]) for i in range(5)]
     lines = []
@@ -290,8 +392,12 @@ def draw_chart(results: dict[str, Any], path: Path, copy_to: Path | None = None)
     ceiling, tickpipe, peer = results["ceilings"], results["tickpipe"], results["peer"]
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 5.2))
 
+    end_to_end, embedded_run = tickpipe.get("end_to_end", {}), tickpipe.get("embedded", {})
     bars = [
         ("tickpipe processor", tickpipe["processor_trades_per_s"], "tab:blue"),
+        ("end to end (with ingest)", end_to_end.get("trades_per_s", 0), "tab:blue"),
+        ("tickpipe run's processing, SQLite", embedded_run.get("trades_per_s", 0), "tab:cyan"),
+        ("SQLite INSERT OR IGNORE", ceiling.get("sqlite_executemany_rows_per_s", 0), "tab:gray"),
         ("Quix Streams, same work", peer.get("quix_trades_per_s") or 0, "tab:orange"),
         ("PG idempotent insert", ceiling["pg_idempotent_rows_per_s"], "tab:gray"),
         ("PG plain COPY", ceiling["pg_copy_rows_per_s"], "tab:gray"),

@@ -99,6 +99,7 @@ _MORE_HELP = {
     "redis_prefix": "prefix of tickpipe's Redis keys",
     "batch_max_trades": "a store batch is written at this many trades",
     "batch_max_age_ms": "... or when it is this old (ms)",
+    "workers": "process only: processes, one consumer each in the same group",
     "ws_client_queue": "frames a WebSocket client may fall behind before it is dropped",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
     "ws_max_clients": "WebSocket clients served at once",
@@ -323,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     export_options = _export_options(export_args) if args.command == "export" else None
     try:
-        run_command(args.command, settings, replay_options, export_options)
+        command_argv = list(sys.argv[1:] if argv is None else argv)
+        run_command(args.command, settings, replay_options, export_options, command_argv)
     except (MissingDependency, ServiceFailed, ReplayFailed, ExportFailed) as exc:
         _fail(str(exc))
     except (InvalidSymbol, InvalidConfiguration) as exc:  # checked as the adapters open

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,6 @@ from tickpipe.adapters.store.errors import describe_url
 from tickpipe.config import Settings
 from tickpipe.core.scoring import Scorer
 from tickpipe.ports import TradeConsumer, TradeSink, TradeSource, TradeStore, UpdatePublisher
-from tickpipe.services.gateway.admission import parse_trusted_proxies
-from tickpipe.services.gateway.app import GatewayOptions, create_app
 from tickpipe.services.gateway.headers import SecurityHeaders
 from tickpipe.services.ingestor import run_ingestor
 from tickpipe.services.processor import Processor
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
     from tickpipe.ports import TradeRecording
     from tickpipe.services.export import ExportOptions
+    from tickpipe.services.gateway.app import GatewayOptions
     from tickpipe.services.replay import ReplayOptions, ReplaySummary
 
 log = logging.getLogger("tickpipe")
@@ -53,6 +53,8 @@ async def migrate(settings: Settings) -> None:
 
 async def run(settings: Settings) -> None:
     """Ingestor + processor + gateway in one process; embedded back-ends where none is named."""
+    from tickpipe.services.gateway.app import create_app  # FastAPI: only where it is served
+
     await wiring.migrate_store(settings.database_url)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_open_store(settings))
@@ -70,7 +72,7 @@ async def run(settings: Settings) -> None:
             sink = consumer = MemoryBus(settings.kafka_queue_max)
             drain = True  # the in-process bus is not durable: process what it holds before exit
         source = wiring.open_source(settings)
-        processor = _processor(settings, consumer, store, publisher)
+        processor = build_processor(settings, consumer, store, publisher)
         checks = _store_checks(store) | {
             "pubsub": updates.feed.ping,
             "processor": _healthy(processor),
@@ -135,7 +137,7 @@ async def process(settings: Settings) -> None:
         # Entered before the consumer, so it still publishes what its last revoke flushes.
         publisher = await stack.enter_async_context(queued_publisher(updates.publisher))
         consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
-        processor = _processor(settings, consumer, store, publisher)
+        processor = build_processor(settings, consumer, store, publisher)
         checks = _store_checks(store) | {
             "redis": updates.feed.ping,
             "kafka": wiring.kafka_check(settings),
@@ -160,6 +162,8 @@ async def process(settings: Settings) -> None:
 
 
 async def gateway(settings: Settings) -> None:
+    from tickpipe.services.gateway.app import create_app
+
     wiring.require_redis(settings, "gateway")
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_open_store(settings))
@@ -219,7 +223,7 @@ async def replay(settings: Settings, options: ReplayOptions) -> None:
                 wiring.open_updates(settings, "replay", embedded=True)
             )
             bus = MemoryBus(settings.kafka_queue_max)
-            processor = _processor(settings, bus, store, updates.publisher)
+            processor = build_processor(settings, bus, store, updates.publisher)
             log.info("replaying into %s", describe_url(settings.database_url))
             summary = await _replay_through(processor, bus, recordings, options)
     print(summary)
@@ -255,12 +259,13 @@ async def _replay_through(
     return dataclasses.replace(summary, duration_s=time.monotonic() - started_s)
 
 
-def _processor(
+def build_processor(
     settings: Settings,
     consumer: TradeConsumer,
     store: TradeStore,
     publisher: UpdatePublisher,
 ) -> Processor:
+    """The processor every command builds (the benchmarks build `run`'s with it too)."""
     return Processor(
         consumer,
         store,
@@ -295,6 +300,9 @@ def _healthy(processor: Processor) -> Check:
 
 
 def gateway_options(settings: Settings) -> GatewayOptions:
+    from tickpipe.services.gateway.admission import parse_trusted_proxies
+    from tickpipe.services.gateway.app import GatewayOptions
+
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
     return GatewayOptions(
         ws_max_clients=settings.ws_max_clients,
@@ -376,12 +384,40 @@ async def export(settings: Settings, options: ExportOptions) -> None:
     log.info("%s", summary)
 
 
+def process_workers(settings: Settings, command_argv: Sequence[str]) -> None:
+    """`tickpipe process` with TICKPIPE_WORKERS > 1: that many `tickpipe process` children, one
+    consumer each in the group, under this command (services/workers.py)."""
+    from tickpipe.services.workers import run_workers, start_workers, worker_ports
+
+    wiring.require_kafka(settings, "process")  # one clear line here, not one per worker
+    wiring.require_redis(settings, "process")
+    port = DEFAULT_PROCESS_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    if port == 0 or port + settings.workers > 65_535:
+        raise wiring.InvalidConfiguration(
+            f"TICKPIPE_WORKERS={settings.workers} needs TICKPIPE_METRICS_PORT between 1 and"
+            f" {65_535 - settings.workers}: the workers serve theirs on the ports after it"
+        )
+    ports = worker_ports(port, settings.workers)
+    children = start_workers(command_argv, ports)
+    try:
+        asyncio.run(run_workers(children, ports, settings.http_host, port))
+    finally:
+        for child in children:  # only if the command failed before it could stop them
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
 def run_command(
     name: str,
     settings: Settings,
     replay_options: ReplayOptions | None = None,
     export_options: ExportOptions | None = None,
+    command_argv: Sequence[str] = (),
 ) -> None:
+    if name == "process" and settings.workers > 1:
+        process_workers(settings, command_argv)
+        return
     if name == "export":
         assert export_options is not None  # cli.py always builds them for `export`
         asyncio.run(export(settings, export_options))

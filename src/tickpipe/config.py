@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     sma_window: int = Field(default=20, ge=1, le=100_000)
     batch_max_trades: int = Field(default=5_000, ge=1)
     batch_max_age_ms: float = Field(default=50.0, ge=0)
+    # `tickpipe process` only: processes, one consumer each in the group (services/workers.py).
+    workers: int = Field(default=1, ge=1, le=64)
 
     ws_client_queue: int = Field(default=10_000, ge=1)  # frames a WebSocket client may lag
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from core.strategies import trades
 from fixtures.trades import make_trade
 from tickpipe.adapters.pubsub.frames import (
+    BatchFrames,
     decode_updates,
     encode_updates,
     latest_snapshots,
@@ -131,6 +132,26 @@ def test_encode_decode_updates_round_trip(batch: list[ScoredTrade]) -> None:
     assert decode_updates(encode_updates(batch)) == [
         Frame(item.trade.symbol, update_frame(item)) for item in batch
     ]
+
+
+@given(st.lists(scored_trades(), max_size=10))
+def test_batch_frames_are_the_frames_redis_carries(batch: list[ScoredTrade]) -> None:
+    """The in-process frames of a batch are, frame for frame, what Redis subscribers decode."""
+    frames = BatchFrames(batch)
+    assert len(frames) == len(batch)
+    assert list(frames) == decode_updates(encode_updates(batch))
+    assert frames[-2:] == decode_updates(encode_updates(batch))[-2:]
+
+
+def test_batch_frames_serialize_once_and_only_when_read() -> None:
+    """Counting the frames serializes nothing; reading them serializes each trade once."""
+    batch = [scored(make_trade(n)) for n in range(3)]
+    frames = BatchFrames(batch)
+    assert len(frames) == 3
+    assert frames._frames is None
+    first = frames[0]
+    assert frames[0] is first
+    assert frames[2].data == update_frame(batch[2])
 
 
 def test_decode_updates_skips_lines_without_a_symbol_prefix() -> None:

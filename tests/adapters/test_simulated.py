@@ -167,3 +167,26 @@ async def test_trades_stream_is_the_seeded_sequence() -> None:
     streamed = await collect(SimulatedMarket(SYMBOLS, 500, seed=14), 0.2)
     expected = run(SimulatedMarket(SYMBOLS, 500, seed=14), len(streamed))
     assert [without_times(t) for t in streamed] == [without_times(t) for t in expected]
+
+
+async def test_a_market_asked_beyond_what_it_can_make_still_lets_other_tasks_run() -> None:
+    """At a rate no machine makes, the stream still yields to the event loop every thousand
+    trades or so (a service's probes keep answering), and its times keep increasing."""
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count_turns())
+    times = []
+    async with aclosing(SimulatedMarket(SYMBOLS, 1e9, seed=15).trades()) as stream:
+        async for trade in stream:
+            times.append(trade.exchange_time_us)
+            if len(times) == 10_000:
+                break
+    counter.cancel()
+    assert turns >= 5
+    assert all(a < b for a, b in pairwise(times))

@@ -104,6 +104,20 @@ async def test_duplicates_inside_one_batch_are_stored_once(store: TradeStore) ->
     assert trade_ids(await store.history("BTCUSDT", limit=100)) == ["3", "2", "1"]
 
 
+async def test_a_large_batch_with_duplicates_is_stored_once_in_batch_order(
+    store: TradeStore,
+) -> None:
+    """A batch larger than one SQL statement (SQLite: 500 rows) with duplicates and earlier
+    rows in it stores each new trade once, counts them, and keeps the batch's order."""
+    await store.write(stream([7, 3]))
+    order = [n for n in range(1_234, 0, -1) if n % 97] + [1_500, 3, 2, 1_500]
+    new = len(dict.fromkeys(n for n in order if n not in (7, 3)))
+    assert await store.write(stream(order)) == new
+    window = await store.window_prices(make_trade(9_999), 2_000)
+    expected = [7, 3, *dict.fromkeys(n for n in order if n not in (7, 3))]
+    assert window == [Decimal(n) for n in expected]
+
+
 async def test_same_trade_id_at_another_time_is_another_trade(store: TradeStore) -> None:
     """Uniqueness is on (exchange, symbol, trade_id, time), as the contract says."""
     trade = make_trade(1)

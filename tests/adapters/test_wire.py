@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from core.strategies import trades
 from fixtures.trades import make_trade
 from tickpipe.adapters.bus._generated import trade_pb2
-from tickpipe.adapters.bus.wire import WireError, decode_trade, encode_trade
+from tickpipe.adapters.bus.wire import WireError, decode_trade, encode_trade, trade_encoder
 from tickpipe.core.trade import Side, Trade
 
 
@@ -46,6 +46,15 @@ def test_encode_decode_round_trip(trade: Trade) -> None:
     assert decoded == trade
     assert decoded.price.as_tuple() == trade.price.as_tuple()
     assert decoded.quantity.as_tuple() == trade.quantity.as_tuple()
+
+
+@given(st.lists(trades(), max_size=5))
+def test_the_reusing_encoder_gives_encode_trade_bytes(batch: list[Trade]) -> None:
+    """One encoder over many trades: each gives exactly encode_trade's bytes (no field left
+    over from the trade before, sides and decimals included)."""
+    encode = trade_encoder()
+    for trade in [*batch, make_trade(1, side=None), *batch]:
+        assert encode(trade) == encode_trade(trade)
 
 
 def test_decimals_travel_as_exact_text() -> None:

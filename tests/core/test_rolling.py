@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -221,13 +222,14 @@ def test_long_run_check_detects_a_drifting_float_running_sum() -> None:
         check_long_run(FloatRunningSum, updates=2 * REGIME_LENGTH + 100)
 
 
-def test_one_million_updates_agree_with_a_fresh_mean() -> None:
-    """1M updates over alternating big/tiny regimes: no drift beyond 1e-9 relative."""
-    check_long_run(RollingMean, updates=1_000_000)
+# The contract says "however long". The `ci` profile runs a million updates (twenty switches
+# between the big and tiny regimes); `explore` runs ten million, which takes ~40 s.
+LONG_RUN_UPDATES = 10_000_000 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1_000_000
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)  # ~20 s idle; shared CI cores can double that
-def test_ten_million_updates_agree_with_a_fresh_mean() -> None:
-    """10M updates (the contract's 'however long'): still within 1e-9 of a fresh mean."""
-    check_long_run(RollingMean, updates=10_000_000, seed=11)
+@pytest.mark.timeout(300)
+def test_a_long_run_agrees_with_a_fresh_mean() -> None:
+    """1M updates (10M when exploring) over alternating big/tiny regimes: every checkpoint is
+    within 1e-9 relative of a fresh mean and compare() is exact."""
+    check_long_run(RollingMean, updates=LONG_RUN_UPDATES, seed=11)

@@ -24,6 +24,7 @@ from tickpipe.core.trade import (
     datetime_to_time_us,
     format_time_us,
     new_trade,
+    plain_decimal_text,
     time_us_to_datetime,
 )
 
@@ -303,6 +304,25 @@ def test_format_time_us_is_fixed_width_and_round_trips(time_us: int) -> None:
     assert text.endswith("Z")
     assert datetime_to_time_us(datetime.fromisoformat(text)) == time_us
     assert datetime_to_time_us(time_us_to_datetime(time_us)) == time_us
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+@example(Decimal("1E-8"))
+@example(Decimal("1E+3"))
+@example(Decimal("0.000001"))
+@example(Decimal("0.0000001"))
+def test_plain_decimal_text_is_format_f(value: Decimal) -> None:
+    """The stored text of an amount is format(value, "f"): every digit, no exponent."""
+    assert plain_decimal_text(value) == format(value, "f")
+
+
+@given(st.integers(0, LAST_FIXED_WIDTH_US), st.lists(st.integers(-2_000_000, 2_000_000)))
+def test_format_time_us_equals_strftime_of_the_datetime(time_us: int, offsets: list[int]) -> None:
+    """The per-second cache gives, for times near each other too, what strftime gives."""
+    for moment_us in [time_us, *(time_us + offset for offset in offsets)]:
+        moment_us = min(max(moment_us, 0), LAST_FIXED_WIDTH_US)
+        expected = time_us_to_datetime(moment_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert format_time_us(moment_us) == expected
 
 
 @given(st.integers(0, LAST_FIXED_WIDTH_US), st.integers(0, LAST_FIXED_WIDTH_US))

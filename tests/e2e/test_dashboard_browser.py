@@ -6,29 +6,43 @@ picture, is written when missing or when TICKPIPE_UPDATE_SCREENSHOT=1.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from e2e.browser import console_errors, emulate_phone, open_chromium, require_browser
-from fixtures.procs import Tickpipe, free_port
+from e2e.browser import console_errors, emulate_phone, require_browser
+from e2e.dashboard import (
+    ARTIFACTS,
+    REPO,
+    Server,
+    color_pixels,
+    debug,
+    mouse_drag,
+    page_state,
+    plot_box,
+    plot_point,
+    time_at,
+    touch_drag,
+    touch_pinch,
+    wait_for_debug,
+    wait_for_page,
+    wait_until,
+    wheel,
+)
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts"
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard.png"
-SIM_RATE = 50  # trades/s over both symbols: lively, and light on a CI runner
 
 # Pixels of the chart's price line (#38bdf8) and SMA line (#f59e0b), left of the price axis so
 # the last-price tag (also #38bdf8) does not count.
@@ -47,97 +61,6 @@ for (let i = 0; i < d.length; i += 4) {
 }
 return {painted, price, sma, width: c.width, height: c.height, cssWidth: c.clientWidth};
 """
-STATE_JS = """
-const q = (s) => document.querySelector(s);
-return {
-  status: q("#status").dataset.state,
-  statusText: q("#status-text").textContent,
-  symbol: q("#snapshot").dataset.symbol,
-  tradeId: q("#snapshot").dataset.tradeId,
-  price: q("#snapshot-price").dataset.value,
-  sma: q("#snapshot-sma").dataset.value,
-  signal: q("#snapshot-signal").dataset.signal,
-  time: q("#snapshot-time").dateTime,
-  points: Number(q("#chart").dataset.points),
-  markers: Number(q("#chart").dataset.markers),
-  rows: [...document.querySelectorAll("#trades tbody tr")].map(
-    (tr) => [tr.dataset.symbol, tr.dataset.tradeId]),
-};
-"""
-
-
-class Server:
-    """`tickpipe run` on a fixed port and SQLite file: it can be killed and started again."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.tmp = tmp
-        self.env = {
-            "TICKPIPE_HTTP_PORT": str(self.port),
-            "TICKPIPE_DATABASE_URL": f"sqlite:///{tmp}/tickpipe.db",
-            "TICKPIPE_SIM_RATE": str(SIM_RATE),
-        }
-        self.proc: Tickpipe | None = None
-
-    def start(self) -> None:
-        self.proc = Tickpipe(["run"], self.env, self.tmp / "run.log")
-        self.proc.wait_http(self.url + "/readyz")
-        # The picker lists symbols that have traded: wait for both before a page opens.
-        wait_until(
-            lambda: len(httpx.get(self.url + "/api/v1/symbols", timeout=2).json()) >= 2,
-            "both simulated symbols traded",
-        )
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no goodbye frames to the browser."""
-        if self.proc is not None:
-            self.proc.process.kill()
-            self.proc.terminate()  # reaps it and closes its log file
-            self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.process.send_signal(signal.SIGCONT)
-
-    def log(self) -> str:
-        return (self.tmp / "run.log").read_text(errors="replace")
-
-
-def wait_until(probe: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
-    """Polls `probe` until it returns something truthy; fails with its last answer."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (httpx.HTTPError, ValueError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
-
-
-def page_state(driver: WebDriver) -> dict[str, Any]:
-    return dict(driver.execute_script(STATE_JS))
-
-
-def wait_for_page(
-    driver: WebDriver, check: Callable[[dict[str, Any]], bool], what: str, timeout_s: float = 20.0
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        state = page_state(driver)
-        return state if check(state) else None
-
-    try:
-        return wait_until(probe, what, timeout_s)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\npage: {page_state(driver)}") from None
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -168,17 +91,6 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
         if running.proc is not None:
             running.resume()  # a stopped process would ignore nothing but SIGKILL; be tidy
         running.kill()
-
-
-@pytest.fixture
-def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WebDriver]:
-    """A fresh headless Chromium; its last screen is kept as artifacts/browser/<test>.png."""
-    with open_chromium(tmp_path / "chromium-profile") as driver:
-        try:
-            yield driver
-        finally:
-            (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(ARTIFACTS / "browser" / f"{request.node.name}.png"))
 
 
 def open_dashboard(driver: WebDriver, server: Server, suffix: str = "") -> dict[str, Any]:
@@ -324,3 +236,220 @@ def test_phone_width_stacks_the_panels_without_sideways_scrolling(
     assert pixels["width"] == round(pixels["cssWidth"] * 3), f"canvas not HiDPI: {pixels}"
     assert pixels["price"] > 300, pixels
     browser.save_screenshot(str(ARTIFACTS / "dashboard-phone.png"))
+
+
+# ---------------------------------------------------------------- candles, zoom and pan
+
+
+def open_view(driver: WebDriver, server: Server, query: str) -> None:
+    driver.get(f"{server.url}/?{query}#simulated:BTCUSDT")
+    wait_for_page(driver, lambda s: s["status"] == "live" and s["rows"], "the dashboard to go live")
+
+
+def assert_match_the_api(server: Server, candles: list[dict[str, Any]], interval: str) -> None:
+    """The page's candles, all but the forming one, equal /api/v1/candles over the same span
+    (same buckets, OHLC and trade counts exact, volume to float rounding); the forming one has
+    the stored candle's start and open."""
+    *closed, forming = candles
+    query = {"interval": interval, "exchange": "simulated", "limit": 1000}
+    if closed:
+        api = server.get(
+            "/api/v1/candles/BTCUSDT", start=closed[0]["t"], end=closed[-1]["t"], **query
+        )
+        assert [c["t"] for c in closed] == [c["timestamp"] for c in api]
+        fields = ("open", "high", "low", "close")
+        for mine, stored in zip(closed, api, strict=True):
+            assert [mine[f] for f in fields] == [stored[f] for f in fields], (mine, stored)
+            assert mine["count"] == stored["trade_count"], (mine, stored)
+            assert math.isclose(mine["volume"], stored["volume"], rel_tol=1e-9), (mine, stored)
+    (stored,) = server.get("/api/v1/candles/BTCUSDT", start=forming["t"], end=forming["t"], **query)
+    assert (forming["t"], forming["open"]) == (stored["timestamp"], stored["open"])
+
+
+LATEST_JS = """
+const candle = tickpipeDebug.candles().candles.at(-1);
+const time = Date.parse(document.getElementById("snapshot-time").dateTime);
+return {candle, time, price: Number(document.getElementById("snapshot-price").dataset.value)};
+"""
+
+
+def test_candles_match_the_api_and_grow_with_live_trades(
+    server: Server, browser: WebDriver
+) -> None:
+    """The candle view holds /api/v1/candles' bars for the picked interval; live trades extend the
+    forming candle and start the next on the interval boundary without a re-read; picking 1m
+    reads the 1m candles."""
+    open_view(browser, server, "view=candles&interval=1s")
+    loaded = wait_for_debug(
+        browser,
+        "candles",
+        lambda c: c["interval"] == "1s" and c["loads"] >= 1 and len(c["candles"]) >= 5,
+        "1s candles read from the API",
+    )
+    grown = wait_for_debug(
+        browser,
+        "candles",
+        lambda c: (
+            len(c["candles"]) >= len(loaded["candles"]) + 3
+            and not any(candle["provisional"] for candle in c["candles"][:-1])
+        ),
+        "three more candles built from live trades, the closed ones settled",
+    )
+    assert grown["loads"] == loaded["loads"], "live trades must not re-read the candles"
+    assert [c["stored"] for c in grown["candles"]].count(False) >= 3
+    latest = browser.execute_script(LATEST_JS)
+    assert latest["candle"]["close"] == latest["price"], latest
+    assert latest["candle"]["t"] == latest["time"] - latest["time"] % 1000, latest
+    assert_match_the_api(server, grown["candles"], "1s")
+    pixels = color_pixels(browser, "candles", {"up": "#22c55e", "down": "#f43f5e"})
+    assert pixels["up"] > 40, f"no rising candle drawn: {pixels}"
+    assert pixels["down"] > 40, f"no falling candle drawn: {pixels}"
+
+    browser.find_element("css selector", '#intervals [data-interval="1m"]').click()
+    minute = wait_for_debug(
+        browser,
+        "candles",
+        lambda c: c["interval"] == "1m" and c["loads"] > grown["loads"] and not c["loading"],
+        "the 1m candles read from the API",
+    )
+    assert "interval=1m" in browser.current_url
+    assert minute["candles"]
+    assert all(c["t"] % 60_000 == 0 for c in minute["candles"])
+    assert_match_the_api(server, minute["candles"], "1m")
+    assert console_errors(browser) == []
+
+
+def test_wheel_zooms_around_the_cursor_and_dragging_pans(
+    server: Server, browser: WebDriver
+) -> None:
+    """On the candle view a drag pans back in time, the wheel zooms keeping the time under the
+    cursor in place, "back to live" follows the newest candle again; the wheel zooms the price
+    line too."""
+    from selenium.webdriver.common.by import By
+
+    open_view(browser, server, "view=candles&interval=1s")
+    # Enough history that the pan and zoom below stay clear of the oldest candle, where a parked
+    # view stops (a module's earlier tests have usually let this many pass already).
+    wait_for_debug(browser, "candles", lambda c: len(c["candles"]) >= 35, "35 1s candles", 45)
+    box = plot_box(browser, "candles")
+    live = debug(browser, "range", "candles")
+    assert live["live"]
+    span = live["t1"] - live["t0"]
+    ms_per_px = span / (box["x1"] - box["x0"])
+    back_to_live = browser.find_element(By.ID, "back-to-live")
+    assert not back_to_live.is_displayed()
+
+    x, y = plot_point(box, 0.5)
+    mouse_drag(browser, x, y, 150)
+    panned = debug(browser, "range", "candles")
+    assert not panned["live"]
+    assert panned["t1"] - panned["t0"] == pytest.approx(span)
+    # The live edge may move on by a candle or two between the two reads.
+    assert live["t1"] - panned["t1"] == pytest.approx(150 * ms_per_px, abs=2500)
+    assert back_to_live.is_displayed()
+
+    x, y = plot_point(box, 0.9)
+    anchor = time_at(box, panned, x)
+    wheel(browser, x, y, -400)
+    zoomed = debug(browser, "range", "candles")
+    assert zoomed["t1"] - zoomed["t0"] == pytest.approx(span * math.exp(-0.6), rel=1e-6)
+    assert time_at(box, zoomed, x) == pytest.approx(anchor, abs=1), "the cursor's time moved"
+    wheel(browser, x, y, 400)
+    unzoomed = debug(browser, "range", "candles")
+    assert unzoomed["t1"] - unzoomed["t0"] == pytest.approx(span, rel=1e-6)
+
+    back_to_live.click()
+    wait_for_debug(
+        browser,
+        "range",
+        lambda r: r["live"] and r["t1"] >= live["t1"],
+        "the candles to follow live again",
+    )
+    assert not back_to_live.is_displayed()
+
+    browser.find_element(By.ID, "tab-price").click()
+    before = wait_for_page(browser, lambda s: s["points"] > 100, "the price line")
+    price_box = plot_box(browser, "price")
+    line = debug(browser, "range", "price")
+    x, y = plot_point(price_box, 0.5)
+    wheel(browser, x, y, -400)
+    after = debug(browser, "range", "price")
+    assert not after["live"]
+    ratio = (after["t1"] - after["t0"]) / (line["t1"] - line["t0"])
+    assert ratio == pytest.approx(math.exp(-0.6), rel=0.05)  # the line grew a little meanwhile
+    assert page_state(browser)["points"] < before["points"]
+    assert console_errors(browser) == []
+
+
+def test_touch_pinch_zooms_the_price_line_and_a_finger_pans_it(
+    server: Server, own_browser: WebDriver
+) -> None:
+    """Two fingers spreading to three times their distance zoom the price line 3x around
+    them; one finger dragged right pans back in time."""
+    open_dashboard(own_browser, server)
+    before = wait_for_page(own_browser, lambda s: s["points"] > 100, "the price line")
+    box = plot_box(own_browser, "price")
+    line = debug(own_browser, "range", "price")
+    x, y = plot_point(box, 0.5)
+    touch_pinch(own_browser, x, y, 100, 300)
+    pinched = debug(own_browser, "range", "price")
+    assert not pinched["live"]
+    ratio = (pinched["t1"] - pinched["t0"]) / (line["t1"] - line["t0"])
+    assert ratio == pytest.approx(1 / 3, rel=0.05)  # the line grew a little meanwhile
+    assert page_state(own_browser)["points"] < before["points"]
+
+    touch_drag(own_browser, x, y, 120)
+    dragged = debug(own_browser, "range", "price")
+    span = pinched["t1"] - pinched["t0"]
+    assert dragged["t1"] - dragged["t0"] == pytest.approx(span)
+    assert pinched["t1"] - dragged["t1"] == pytest.approx(120 * span / (box["x1"] - box["x0"]))
+    assert console_errors(own_browser) == []
+
+
+def test_console_errors_catch_a_csp_violation(server: Server, browser: WebDriver) -> None:
+    """The console check the other tests end with sees a CSP violation: an inline script added
+    to the page is refused and reported."""
+    browser.get(server.url + "/")
+    browser.execute_script(
+        "const s = document.createElement('script');"
+        "s.textContent = 'window.inlineRan = true';"
+        "document.head.append(s);"
+    )
+    errors = console_errors(browser)
+    assert any("Content Security Policy" in error for error in errors), errors
+    assert browser.execute_script("return window.inlineRan === undefined")
+
+
+def test_panning_past_the_oldest_candle_reads_older_ones(
+    server: Server, browser: WebDriver
+) -> None:
+    """With pages of 10 candles (`?candles=10`) on a phone-sized screen, the page reads as many
+    pages as fill the chart, and a finger dragging back past the oldest candle reads the pages
+    before it; together they equal the API's candles."""
+    wait_until(
+        lambda: len(server.get("/api/v1/candles/BTCUSDT", interval="1s", limit=1000)) >= 60,
+        "a minute of trades: several pages of candles",
+        70,
+    )
+    emulate_phone(browser)  # a narrow chart shows fewer candles than the server holds
+    open_view(browser, server, "view=candles&interval=1s&candles=10")
+
+    def filled() -> dict[str, Any] | None:
+        held = debug(browser, "candles")
+        shown = debug(browser, "range", "candles")
+        ready = held["candles"] and shown and shown["t0"] >= held["candles"][0]["t"]
+        return held if ready else None
+
+    first = wait_until(filled, "the chart filled with candles, page by page")
+    assert len(first["candles"]) >= 20, "more than one page of ten"
+    x, y = plot_point(plot_box(browser, "candles"), 0.5)
+    touch_drag(browser, x, y, 200)
+    older = wait_for_debug(
+        browser,
+        "candles",
+        lambda c: c["candles"][0]["t"] <= first["candles"][0]["t"] - 10_000,
+        "older candles in front",
+    )
+    assert older["loads"] == first["loads"], "older pages are added, not a new read"
+    assert_match_the_api(server, older["candles"], "1s")
+    assert console_errors(browser) == []

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 CLIENT_QUEUE_FRAMES = 2_000
 RATE_PER_S = 1_000
 TOO_SLOW = 1013
+HELD_UP_S = 3.0  # far below the cut-off time a held-up fan-out would show (see the end)
 
 
 def _stalled_client(port: int) -> socket.socket:
@@ -170,11 +171,21 @@ def test_a_client_that_stops_reading_is_cut_off_without_slowing_anyone(
     arrivals_s = sorted(arrived_s for arrived_s, _ in client.frames)
     gaps_s = [later - earlier for earlier, later in itertools.pairwise(arrivals_s)]
     wall_minus_monotonic_s = time.time() - time.monotonic()
-    latency_s = sorted(  # of the frames that arrived while the stalled client was connected
-        wall_minus_monotonic_s + arrived_s - int(str(frame["ingest_time_us"])) / 1e6
-        for arrived_s, frame in client.frames
-        if stalled_s <= arrived_s <= stalled_s + cut_off_s
-    )
+
+    def p99_latency_s(start_s: float, end_s: float) -> float:
+        """Ingest -> other client, of the frames that arrived between the two instants."""
+        latency_s = sorted(
+            wall_minus_monotonic_s + arrived_s - int(str(frame["ingest_time_us"])) / 1e6
+            for arrived_s, frame in client.frames
+            if start_s <= arrived_s <= end_s
+        )
+        return latency_s[int(0.99 * (len(latency_s) - 1))]
+
+    # The pipeline's own latency just before the stall is the yardstick. A fan-out held up by the
+    # stalled client would hold the other one up until the cut-off (~15 s here: the kernel's
+    # socket buffers take ~13,000 frames first); a loaded 2-core machine alone adds up to ~3 s.
+    before_stall_p99_s = p99_latency_s(stalled_s - 2.0, stalled_s)
+    during_stall_p99_s = p99_latency_s(stalled_s, stalled_s + cut_off_s)
     report(
         "slow-client",
         sent=accepted,
@@ -187,7 +198,8 @@ def test_a_client_that_stops_reading_is_cut_off_without_slowing_anyone(
         other_client_frames=len(received),
         other_client_missing=len(stored - received_keys),
         other_client_max_gap_s=max(gaps_s),
-        other_client_p99_latency_s=latency_s[int(0.99 * (len(latency_s) - 1))],
+        other_client_p99_latency_before_stall_s=before_stall_p99_s,
+        other_client_p99_latency_during_stall_s=during_stall_p99_s,
         gateway_vmhwm_mb=gateway_peak_mb,
         duration_s=time.monotonic() - started_s,
     )
@@ -196,5 +208,5 @@ def test_a_client_that_stops_reading_is_cut_off_without_slowing_anyone(
     assert clients_left == 1, "the stalled client is gone, the other one is still there"
     assert len(stored) == accepted
     assert received_keys == stored, "the other client got every update"
-    assert max(gaps_s) < 1.0, "the other client was never held up"
-    assert latency_s[int(0.99 * (len(latency_s) - 1))] < 1.0
+    assert max(gaps_s) < HELD_UP_S, "the other client was never held up"
+    assert during_stall_p99_s < before_stall_p99_s + HELD_UP_S, "the stall added no latency"

@@ -132,6 +132,23 @@ def test_rate_limited_log_says_how_many_it_skipped(caplog: pytest.LogCaptureFixt
     ]
 
 
+def test_rate_limited_lines_keep_their_fields_and_say_how_many_were_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rate-limited line carries the call's structured fields plus `skipped` into JSON."""
+    limited = RateLimitedLog(logging.getLogger("tickpipe.test"), interval_s=3600)
+    with caplog.at_level(logging.WARNING):
+        limited(logging.WARNING, "retry %d", 1, extra=fields("retry", dependency="database"))
+        limited(logging.WARNING, "retry %d", 2, extra=fields("retry", dependency="database"))
+        limited._next_s = 0.0  # the interval has passed
+        limited(logging.WARNING, "retry %d", 3, extra=fields("retry", attempt=3))
+    entries = [orjson.loads(JsonFormatter().format(r)) for r in caplog.records]
+    assert [(e["event"], e.get("dependency"), e.get("attempt"), e["skipped"]) for e in entries] == [
+        ("retry", "database", None, 0),
+        ("retry", None, 3, 1),
+    ]
+
+
 def test_otlp_endpoint_turns_tracing_on_with_the_requested_protocol(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -34,7 +34,7 @@ from tickpipe.core.scoring import ScoredTrade, Scorer, StreamKey
 from tickpipe.core.trade import Trade
 from tickpipe.ports import BusMessage, TradeConsumer, TradeWriter, UpdatePublisher
 from tickpipe.telemetry import metrics, tracing
-from tickpipe.telemetry.logs import RateLimitedLog
+from tickpipe.telemetry.logs import RateLimitedLog, fields
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -250,6 +250,10 @@ class Processor:
             self._write(batch, pending.scored, pending.messages), name="process-batch"
         )
         self._in_flight_batch = batch
+        # Lets the write start now, while the next batch is polled and scored: a bus whose poll
+        # returns without suspending (the in-process one, with trades waiting) would otherwise
+        # hold it back until that next batch is scored, and nothing would overlap.
+        await asyncio.sleep(0)
 
     def _evict(self) -> None:
         """Keeps per-stream state bounded: the least recently scored streams beyond the
@@ -443,6 +447,14 @@ class Processor:
                     attempt + 1,
                     delay_s,
                     reason,
+                    extra=fields(
+                        "retry",
+                        dependency=dependency,
+                        operation=what,
+                        attempt=attempt + 1,
+                        delay_s=round(delay_s, 3),
+                        error=reason,
+                    ),
                 )
                 attempt += 1
                 with contextlib.suppress(TimeoutError):  # a stop cuts the wait short

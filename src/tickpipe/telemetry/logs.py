@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 import orjson
 
@@ -99,7 +100,13 @@ class RateLimitedLog:
         self._skipped = 0
         self._lock = threading.Lock()
 
-    def __call__(self, level: int, message: str, *args: object) -> None:
+    def __call__(
+        self,
+        level: int,
+        message: str,
+        *args: object,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
         with self._lock:
             now_s = time.monotonic()
             if now_s < self._next_s:
@@ -110,4 +117,4 @@ class RateLimitedLog:
         if skipped:
             message += " (%d similar skipped)"
             args = (*args, skipped)
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, extra={**(extra or {}), "skipped": skipped})

@@ -13,13 +13,15 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import context, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is turned on (start-up time)
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ def setup_tracing(service_name: str, exporter: SpanExporter | None = None) -> bo
     """Turns tracing on, exporting over OTLP when the standard variables name an endpoint, or to
     `exporter` (tests: synchronously); returns whether tracing is on."""
     global _enabled, _provider, tracer
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
     if exporter is None:
         if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             return False

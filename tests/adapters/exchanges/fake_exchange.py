@@ -193,6 +193,8 @@ class FakeExchange:
     # Coinbase/Kraken: answer the first subscribe message with this frame instead of an ack.
     subscribe_reply: str | None = None
     heartbeat_interval_s: float = 0.05
+    # Price texts cycled through instead of the venue's awkward ones (e.g. a realistic market).
+    prices: Sequence[str] = ()
     history: list[FakeTrade] = field(default_factory=list)
     connections: int = 0
     subscriptions: list[tuple[str, ...]] = field(default_factory=list)
@@ -247,7 +249,9 @@ class FakeExchange:
             exchange=self.venue,
             raw_symbol=raw_symbol,
             trade_id=trade_id,
-            price_text=PRICES[self.venue][n % 4],
+            price_text=self.prices[n % len(self.prices)]
+            if self.prices
+            else PRICES[self.venue][n % 4],
             quantity_text=QUANTITIES[self.venue][n % 4],
             side=Side.BUY if n % 3 else Side.SELL,
             exchange_time_us=now_us,

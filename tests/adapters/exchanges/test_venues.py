@@ -125,6 +125,7 @@ async def test_a_lone_venue_that_is_refused_fails_the_source() -> None:
         sources = VenueSources({"kraken": source_for("kraken", kraken.url, ["NOPE/USD"])})
         with pytest.raises(SubscriptionRejected, match="NOPE/USD"):
             await collect(sources, 1)
+        assert set(await failing_venues(sources)) == {"kraken"}  # and /readyz names it
 
 
 class ToyMarket:

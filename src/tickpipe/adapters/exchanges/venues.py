@@ -55,6 +55,18 @@ class VenueSources:
 
     async def trades(self) -> AsyncIterator[Trade]:
         self.stopped.clear()
+        if len(self.sources) == 1:
+            # One venue needs no queue between tasks: its trades straight through.
+            [(venue, source)] = self.sources.items()
+            try:
+                async for trade in source.trades():
+                    yield trade
+                error: Exception = VenueEnded(f"{venue}: the source ended")
+            except Exception as exc:  # noqa: BLE001 - recorded for `check`, then raised
+                error = exc
+            self.stopped[venue] = str(error) or type(error).__name__
+            metrics.venue_up.labels(venue).set(0)
+            raise error
         queue: asyncio.Queue[Trade | _Stopped] = asyncio.Queue(QUEUE_MAX_TRADES)
         tasks = [
             asyncio.create_task(self._pump(venue, source, queue), name=f"venue-{venue}")

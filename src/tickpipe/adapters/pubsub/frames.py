@@ -7,6 +7,7 @@ can route each frame by symbol without parsing it and send the JSON bytes to cli
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import overload
 
 import orjson
 
@@ -25,6 +26,33 @@ def encode_updates(batch: Sequence[ScoredTrade]) -> bytes:
     return b"\n".join(
         [b"%s %s" % (scored.trade.symbol.encode(), dumps(update_view(scored))) for scored in batch]
     )
+
+
+class BatchFrames(Sequence[Frame]):
+    """The frames of one batch, serialized at first use, once for every reader: in-process,
+    with no WebSocket client connected, the gateway never looks inside and nothing is encoded."""
+
+    __slots__ = ("_batch", "_frames")
+
+    def __init__(self, batch: Sequence[ScoredTrade]) -> None:
+        self._batch = batch
+        self._frames: list[Frame] | None = None
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> Frame: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Frame]: ...
+    def __getitem__(self, index: int | slice) -> Frame | Sequence[Frame]:
+        frames = self._frames
+        if frames is None:
+            dumps = orjson.dumps
+            frames = self._frames = [
+                Frame(scored.trade.symbol, dumps(update_view(scored))) for scored in self._batch
+            ]
+        return frames[index]
 
 
 def decode_updates(message: bytes) -> list[Frame]:

@@ -7,12 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
-from tickpipe.adapters.pubsub.frames import (
-    decode_updates,
-    encode_updates,
-    latest_snapshots,
-    pick_snapshot,
-)
+from tickpipe.adapters.pubsub.frames import BatchFrames, latest_snapshots, pick_snapshot
 from tickpipe.core.scoring import ScoredTrade
 from tickpipe.ports import Frame, JsonObject
 from tickpipe.telemetry import metrics
@@ -26,13 +21,13 @@ class MemoryPubSub:
 
     def __init__(self, window: int) -> None:
         self._window = window
-        self._subscribers: set[asyncio.Queue[bytes]] = set()
+        self._subscribers: set[asyncio.Queue[BatchFrames]] = set()
         self._snapshots: dict[str, bytes] = {}
 
     async def publish(self, batch: Sequence[ScoredTrade]) -> None:
         if not batch:
             return
-        message = encode_updates(batch)
+        message = BatchFrames(batch)  # serialized only if a subscriber reads a frame
         self._snapshots.update(latest_snapshots(batch, self._window))
         for queue in self._subscribers:
             if queue.full():
@@ -41,11 +36,11 @@ class MemoryPubSub:
             queue.put_nowait(message)
 
     async def frames(self) -> AsyncIterator[Sequence[Frame]]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue(SUBSCRIBER_QUEUE_BATCHES)
+        queue: asyncio.Queue[BatchFrames] = asyncio.Queue(SUBSCRIBER_QUEUE_BATCHES)
         self._subscribers.add(queue)
         try:
             while True:
-                yield decode_updates(await queue.get())
+                yield await queue.get()
         finally:
             self._subscribers.discard(queue)
 

@@ -10,6 +10,7 @@ text, so text order is time order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,14 @@ from typing import TypeVar
 from tickpipe.core.candles import Candle, aggregate_candles
 from tickpipe.core.scoring import ScoredTrade, SignalChange
 from tickpipe.core.signal import Signal
-from tickpipe.core.trade import EXCHANGES, Side, Trade, datetime_to_time_us, format_time_us
+from tickpipe.core.trade import (
+    EXCHANGES,
+    Side,
+    Trade,
+    datetime_to_time_us,
+    format_time_us,
+    plain_decimal_text,
+)
 from tickpipe.ports import HistoryKey, HistoryPage, QueryTimeout, RangeTooWide
 
 T = TypeVar("T")
@@ -31,7 +39,8 @@ DEFAULT_QUERY_TIMEOUT_S = 5.0
 _PROGRESS_EVERY_STEPS = 10_000  # SQLite VM steps between deadline checks (~1 ms of work)
 
 _COLUMNS = "time, exchange, symbol, trade_id, price, quantity, side, sma, signal, ingest_time"
-_INSERT = f"INSERT OR IGNORE INTO trades ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_ROW_WIDTH = 10  # columns in _COLUMNS
+_MAX_ROWS_PER_STATEMENT = 500
 # `time` is fixed-width text, so `time < ?` on text is time order; `id` breaks ties.
 _HISTORY_PAGE = """
 SELECT * FROM trades
@@ -83,20 +92,57 @@ def sqlite_path(database_url: str) -> str:
     return database_url[len(prefix) :]
 
 
-def _row(scored: ScoredTrade) -> tuple[object, ...]:
-    trade = scored.trade
-    return (
-        format_time_us(trade.exchange_time_us),
-        trade.exchange,
-        trade.symbol,
-        trade.trade_id,
-        format(trade.price, "f"),  # exact, and '0.00000001' rather than '1E-8'
-        format(trade.quantity, "f"),
-        None if trade.side is None else trade.side.value,
-        None if scored.sma is None else float(scored.sma),
-        scored.signal.value,
-        format_time_us(trade.ingest_time_us),
+_SIDE_TEXT = {None: None, Side.BUY: "buy", Side.SELL: "sell"}  # plain str: no adapter look-up
+_SIGNAL_TEXT = {signal: signal.value for signal in Signal}
+
+
+def row_values(batch: Sequence[ScoredTrade]) -> list[object]:
+    """The `_COLUMNS` of every trade, one flat list (the multi-row INSERT's parameters)."""
+    values: list[object] = []
+    add = values.extend
+    side_text, signal_text = _SIDE_TEXT, _SIGNAL_TEXT
+    for scored in batch:
+        trade = scored.trade
+        sma = scored.sma
+        exchange_time_us = trade.exchange_time_us
+        time_text = format_time_us(exchange_time_us)
+        ingest_time_us = trade.ingest_time_us
+        add(
+            (
+                time_text,
+                trade.exchange,
+                trade.symbol,
+                trade.trade_id,
+                plain_decimal_text(trade.price),  # exact, and '0.00000001' rather than '1E-8'
+                plain_decimal_text(trade.quantity),
+                side_text[trade.side],
+                None if sma is None else float(sma),
+                signal_text[scored.signal],
+                time_text if ingest_time_us == exchange_time_us else format_time_us(ingest_time_us),
+            )
+        )
+    return values
+
+
+@functools.cache
+def _insert_rows(count: int) -> str:
+    """INSERT OR IGNORE of `count` rows in one statement."""
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return f"INSERT OR IGNORE INTO trades ({_COLUMNS}) VALUES {rows}"  # noqa: S608 - placeholders only
+
+
+def insert_values(db: sqlite3.Connection, values: Sequence[object]) -> None:
+    """Inserts flat `row_values` a few hundred rows per statement. sqlite3 releases the GIL
+    only inside each statement's step: one step per row (executemany) hands the GIL back and
+    forth per row, and the writer thread then waits on the event loop's thread at every row."""
+    per_statement = min(
+        _MAX_ROWS_PER_STATEMENT,
+        db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _ROW_WIDTH,
     )
+    step = per_statement * _ROW_WIDTH
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        db.execute(_insert_rows(len(chunk) // _ROW_WIDTH), chunk)
 
 
 def _time_us(text: str) -> int:
@@ -138,7 +184,7 @@ class SqliteStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             if self._db is None:
-                self._db = _connect(self._path)
+                self._db = connect_sqlite(self._path)
             return work(self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -148,9 +194,9 @@ class SqliteStore:
 
         def call() -> T:
             if not self._separate_reads:
-                db = self._db = self._db or _connect(self._path)
+                db = self._db = self._db or connect_sqlite(self._path)
             else:
-                db = self._read_db = self._read_db or _connect(self._path, read_only=True)
+                db = self._read_db = self._read_db or connect_sqlite(self._path, read_only=True)
             deadline_s = time.monotonic() + self._query_timeout_s
             db.set_progress_handler(lambda: time.monotonic() > deadline_s, _PROGRESS_EVERY_STEPS)
             try:
@@ -167,12 +213,14 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._read_executor, call)
 
     async def write(self, batch: Sequence[ScoredTrade]) -> int:
-        rows = [_row(scored) for scored in batch]
+        # The rows are made here, not on the writer thread: that thread sets the pace, and
+        # Python work there would wait for the GIL behind the next batch's scoring.
+        values = row_values(batch)
 
         def insert(db: sqlite3.Connection) -> int:
             with db:
                 before = db.total_changes
-                db.executemany(_INSERT, rows)
+                insert_values(db, values)
                 return db.total_changes - before
 
         return await self._run(insert)
@@ -329,7 +377,8 @@ class SqliteStore:
         self._executor.shutdown(wait=True)
 
 
-def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+def connect_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection with the store's settings (the benchmarks' SQLite ceiling uses it too)."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False, timeout=30)

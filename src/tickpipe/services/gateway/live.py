@@ -60,6 +60,8 @@ class Broadcaster:
             try:
                 async for frames in self._feed.frames():
                     attempt = 0
+                    if not self._clients:
+                        continue  # nobody to send to: the frames need not even be decoded
                     with tracing.span("broadcast", frames=len(frames), clients=len(self._clients)):
                         self._fan_out([(frame.symbol, frame.data.decode()) for frame in frames])
             except asyncio.CancelledError:

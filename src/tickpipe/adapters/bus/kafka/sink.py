@@ -53,6 +53,7 @@ class KafkaSink:
         properties: Mapping[str, str] | None = None,
     ) -> None:
         self._topic = topic
+        self._encode = wire.trade_encoder()
         self._max_block_s = max_block_s
         self._close_timeout_s = close_timeout_s
         self._outages = Outages()
@@ -97,11 +98,27 @@ class KafkaSink:
 
     async def send(self, trade: Trade) -> None:
         traceparent = current_traceparent()
+        key = trade.symbol.encode()
+        value = self._encode(trade)
+        try:
+            if traceparent:
+                headers: Headers = [(TRACEPARENT_HEADER, traceparent.encode())]
+                self._producer.produce(self._topic, value, key, headers=headers)
+            else:
+                # Positional and without `headers=None`: half the cost of the call.
+                self._producer.produce(self._topic, value, key)
+        except BufferError:
+            await self._send_when_room(trade, value, key, traceparent)
+        else:
+            self._shedding = False
+
+    async def _send_when_room(
+        self, trade: Trade, value: bytes, key: bytes, traceparent: str | None
+    ) -> None:
+        """The local queue is full: retries for up to `max_block_s`, then drops the trade."""
         headers: Headers | None = (
             [(TRACEPARENT_HEADER, traceparent.encode())] if traceparent else None
         )
-        key = trade.symbol.encode()
-        value = wire.encode_trade(trade)
         deadline_s = time.monotonic() + self._max_block_s
         while True:
             try:

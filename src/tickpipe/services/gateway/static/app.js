@@ -1,12 +1,19 @@
-// The live dashboard: symbol picker, chart, snapshot and last trades of one stream.
+// The live dashboard: symbol picker, three charts (price, candles, compare), snapshot and last
+// trades of one stream; this module wires them together.
 //
-// Data flow: WebSocket frames are only parsed and buffered in `onmessage`; one
-// requestAnimationFrame callback drains the buffer and updates the chart, snapshot and table
-// together, so the page does the same work at 10 or 10,000 trades per second.
-// On every (re)connect the socket opens first and buffers, then /history seeds the chart, so no
-// trade falls in the gap between the two (duplicates are dropped by trade_id and time).
+// Data flow: WebSocket frames are only parsed and buffered as they come; one
+// requestAnimationFrame callback drains the buffers and updates the charts, snapshot and table
+// together, so the page does the same work at 10 or 10,000 trades per second. Only the chart on
+// screen is drawn.
 
-import { PriceChart, formatClock, formatPrice, priceDecimals } from "/static/chart.js";
+import { CandleFeed } from "/static/candlefeed.js";
+import { CandleChart, INTERVALS_MS } from "/static/candles.js";
+import { PriceChart } from "/static/chart.js";
+import { CompareChart } from "/static/compare.js";
+import { ComparePanel } from "/static/comparepanel.js";
+import { formatPrice } from "/static/plot.js";
+import { TradeStream, fetchJson } from "/static/stream.js";
+import { TradesPanel } from "/static/trades.js";
 
 const params = new URLSearchParams(location.search);
 const numberParam = (name, fallback) => {
@@ -16,193 +23,95 @@ const numberParam = (name, fallback) => {
 const CONFIG = {
   maxPoints: numberParam("points", 2000),
   historyLimit: Math.min(1000, numberParam("history", 500)),
+  candleLimit: Math.min(1000, numberParam("candles", 500)),
   tableRows: 50,
   staleAfterMs: numberParam("stale", 10) * 1000,
   backoffBaseMs: 500,
   backoffMaxMs: 10_000,
   symbolsRefreshMs: 15_000,
 };
-
-const DIRECTION_MS = 250;
+const STREAM_OPTIONS = {
+  historyLimit: CONFIG.historyLimit,
+  backoffBaseMs: CONFIG.backoffBaseMs,
+  backoffMaxMs: CONFIG.backoffMaxMs,
+};
+const VIEWS = ["price", "candles", "compare"];
+const DEFAULT_INTERVAL = "1m";
 
 const $ = (id) => document.getElementById(id);
 const el = {
   picker: $("symbol-picker"),
   status: $("status"),
   statusText: $("status-text"),
-  snapshot: $("snapshot"),
-  symbol: $("snapshot-symbol"),
-  exchange: $("snapshot-exchange"),
-  price: $("snapshot-price"),
-  sma: $("snapshot-sma"),
-  spread: $("snapshot-spread"),
-  signal: $("snapshot-signal"),
-  time: $("snapshot-time"),
   rate: $("snapshot-rate"),
   legendSma: $("legend-sma"),
-  tbody: document.querySelector("#trades tbody"),
-  tradesCount: $("trades-count"),
+  tabs: [...document.querySelectorAll("#views [data-view]")],
+  intervals: [...document.querySelectorAll("#intervals [data-interval]")],
+  viewParts: [...document.querySelectorAll("[data-for]")],
+  backToLive: $("back-to-live"),
 };
 
 const state = {
   selection: null, // {exchange, symbol}
-  socket: null,
-  generation: 0, // bumps on every connect/switch; events of older sockets are ignored
-  seeding: false,
-  seedBuffer: [],
-  pending: [], // frames received since the last animation frame
-  recent: [], // the last tableRows trades, oldest first
-  latest: null,
+  stream: null, // TradeStream of the selection
+  seq: 0, // live frames received from it so far; each frame carries its number as `seq`
+  pending: [], // its frames since the last animation frame
   connection: "connecting",
-  lastFrameAt: 0,
-  attempt: 0,
-  retryTimer: null,
-  retryAt: 0,
   frameRequested: false,
-  directionAt: 0, // when the snapshot's up/down colour last changed
-  viewReset: false, // chart/table/snapshot to be emptied on the next frame
+  viewReset: false, // snapshot and table to be emptied on the next frame
   framesThisSecond: 0,
-  rate: 0,
   symbols: [],
+  view: VIEWS.includes(params.get("view")) ? params.get("view") : "price",
+  interval: params.get("interval") in INTERVALS_MS ? params.get("interval") : DEFAULT_INTERVAL,
 };
 
-const chart = new PriceChart($("chart"), {
-  maxPoints: CONFIG.maxPoints,
-  onInvalidate: () => requestRender(),
-});
-
-// ---------------------------------------------------------------- rendering (once per frame)
-
-function requestRender() {
+const requestRender = () => {
   if (!state.frameRequested) {
     state.frameRequested = true;
     requestAnimationFrame(render);
   }
-}
+};
+const trades = new TradesPanel({ tableRows: CONFIG.tableRows });
+const priceChart = new PriceChart($("chart"), {
+  maxPoints: CONFIG.maxPoints,
+  onInvalidate: requestRender,
+});
+const candleChart = new CandleChart($("candles"), { onInvalidate: requestRender });
+const compareChart = new CompareChart($("compare"), {
+  first: () => priceChart.kept(),
+  maxPoints: CONFIG.maxPoints,
+  onInvalidate: requestRender,
+});
+const charts = { price: priceChart, candles: candleChart, compare: compareChart };
+const candles = new CandleFeed(candleChart, { limit: CONFIG.candleLimit, onChange: requestRender });
+const compare = new ComparePanel(compareChart, {
+  wanted: params.get("vs") ?? "",
+  streamOptions: STREAM_OPTIONS,
+  onChange: requestRender,
+  onPick: () => writeUrl(),
+});
+
+// ---------------------------------------------------------------- rendering (once per frame)
 
 function render() {
   state.frameRequested = false;
   if (state.viewReset) {
     state.viewReset = false;
-    el.tbody.textContent = "";
-    el.tradesCount.textContent = "";
-    renderSnapshot();
+    trades.reset(state.selection);
   }
   if (state.pending.length) {
     const batch = state.pending;
     state.pending = [];
-    const before = state.recent[state.recent.length - 1] ?? null;
-    chart.push(batch);
-    const added = appendRecent(batch);
-    state.latest = batch[batch.length - 1];
-    renderSnapshot();
-    prependRows(added, before);
+    priceChart.push(batch);
+    candles.feed(batch);
+    trades.push(batch);
   }
-  chart.draw();
-}
-
-/** Keeps the newest tableRows trades; returns those of `batch` that make it into the table. */
-function appendRecent(batch) {
-  const keep = CONFIG.tableRows;
-  const tail = batch.length > keep ? batch.slice(batch.length - keep) : batch;
-  state.recent = state.recent.concat(tail);
-  if (state.recent.length > keep) state.recent = state.recent.slice(state.recent.length - keep);
-  return tail;
-}
-
-function renderSnapshot() {
-  const t = state.latest;
-  const sel = state.selection;
-  el.symbol.textContent = sel ? sel.symbol : "—";
-  el.exchange.textContent = sel ? sel.exchange : "—";
-  if (!t) {
-    el.snapshot.dataset.symbol = "";
-    el.snapshot.dataset.exchange = "";
-    el.snapshot.dataset.tradeId = "";
-    el.price.textContent = "—";
-    el.price.dataset.value = "";
-    el.price.dataset.direction = "";
-    el.sma.textContent = "—";
-    el.sma.dataset.value = "";
-    el.spread.textContent = "—";
-    el.spread.dataset.direction = "";
-    el.signal.textContent = "—";
-    el.signal.dataset.signal = "";
-    el.time.textContent = "—";
-    return;
-  }
-  const decimals = priceDecimals(t.price);
-  el.snapshot.dataset.symbol = t.symbol;
-  el.snapshot.dataset.exchange = t.exchange;
-  el.snapshot.dataset.tradeId = String(t.trade_id);
-  // Up/down against the previous trade, as in the table's top row, but re-coloured at most
-  // every DIRECTION_MS: no red/green flicker at hundreds of trades per second.
-  const now = performance.now();
-  const before = state.recent.length > 1 ? state.recent[state.recent.length - 2].price : t.price;
-  if (t.price !== before && now - state.directionAt >= DIRECTION_MS) {
-    el.price.dataset.direction = t.price > before ? "up" : "down";
-    state.directionAt = now;
-  }
-  el.price.textContent = formatPrice(t.price, decimals);
-  el.price.dataset.value = String(t.price);
-  el.sma.textContent = formatPrice(t.sma, decimals);
-  el.sma.dataset.value = t.sma === null || t.sma === undefined ? "" : String(t.sma);
-  if (t.sma === null || t.sma === undefined || t.sma === 0) {
-    el.spread.textContent = "—";
-    el.spread.dataset.direction = "";
-  } else {
-    const pct = ((t.price - t.sma) / t.sma) * 100;
-    el.spread.textContent = `${pct >= 0 ? "+" : ""}${pct.toFixed(3)}%`;
-    el.spread.dataset.direction = pct > 0 ? "up" : pct < 0 ? "down" : "";
-  }
-  el.signal.textContent = t.signal;
-  el.signal.dataset.signal = t.signal;
-  el.time.textContent = formatClock(t.timestamp, true);
-  el.time.dateTime = new Date(t.timestamp).toISOString();
-  el.time.title = new Date(t.timestamp).toISOString();
-}
-
-const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-const esc = (value) => String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]);
-
-/**
- * New trades go on top as one fragment and the oldest rows leave as one range: two DOM
- * operations per animation frame whatever the rate, and existing rows are never re-parsed.
- */
-function prependRows(trades, before) {
-  const parts = [];
-  for (let i = trades.length - 1; i >= 0; i -= 1) {
-    const t = trades[i];
-    const prev = i > 0 ? trades[i - 1].price : (before?.price ?? t.price);
-    const dir = t.price > prev ? "up" : t.price < prev ? "down" : "flat";
-    const decimals = priceDecimals(t.price);
-    parts.push(
-      `<tr data-symbol="${esc(t.symbol)}" data-exchange="${esc(t.exchange)}" ` +
-        `data-trade-id="${esc(t.trade_id)}" class="${dir}">` +
-        `<td>${formatClock(t.timestamp, true)}</td>` +
-        `<td class="num price">${formatPrice(t.price, decimals)}</td>` +
-        `<td class="num">${formatQuantity(t.quantity)}</td>` +
-        `<td class="num hide-narrow">${formatPrice(t.sma, decimals)}</td>` +
-        `<td><span class="pill" data-signal="${esc(t.signal)}">${esc(t.signal)}</span></td></tr>`,
-    );
-  }
-  const template = document.createElement("template");
-  template.innerHTML = parts.join("");
-  el.tbody.prepend(template.content);
-  const rows = el.tbody.rows;
-  if (rows.length > CONFIG.tableRows) {
-    const range = document.createRange();
-    range.setStartBefore(rows[CONFIG.tableRows]);
-    range.setEndAfter(el.tbody.lastChild);
-    range.deleteContents();
-  }
-  el.tradesCount.textContent = `last ${rows.length}`;
-}
-
-function formatQuantity(q) {
-  if (q === null || q === undefined || !Number.isFinite(q)) return "—";
-  const decimals = q >= 1000 ? 2 : 6;
-  return q.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+  compare.drain();
+  const active = charts[state.view];
+  active.draw();
+  el.backToLive.hidden = active.viewport.live || !active.range;
+  if (state.view === "compare") compare.renderStats();
+  if (state.view === "candles") candles.loadOlder();
 }
 
 // ---------------------------------------------------------------- connection state
@@ -218,13 +127,14 @@ function setConnection(connection, text = connection) {
 
 function describeConnection() {
   const now = Date.now();
+  const stream = state.stream;
   switch (state.connection) {
     case "reconnecting": {
-      const s = Math.max(0, Math.ceil((state.retryAt - now) / 1000));
-      return state.retryTimer ? `reconnecting · retry in ${s}s` : "reconnecting…";
+      const s = Math.max(0, Math.ceil(((stream?.retryAt ?? now) - now) / 1000));
+      return stream?.retryTimer ? `reconnecting · retry in ${s}s` : "reconnecting…";
     }
     case "stale":
-      return `stale · no trades for ${Math.round((now - state.lastFrameAt) / 1000)}s`;
+      return `stale · no trades for ${Math.round((now - (stream?.lastFrameAt ?? now)) / 1000)}s`;
     default:
       return state.connection;
   }
@@ -233,149 +143,106 @@ function describeConnection() {
 // Once a second: stale detection, status text, trades/s, title. Cheap, not per trade.
 setInterval(() => {
   const now = Date.now();
-  if (state.connection === "live" && now - state.lastFrameAt > CONFIG.staleAfterMs) {
-    setConnection("stale");
-  }
+  const quietMs = now - (state.stream?.lastFrameAt ?? now);
+  if (state.connection === "live" && quietMs > CONFIG.staleAfterMs) setConnection("stale");
   setConnection(state.connection, describeConnection());
-  state.rate = state.framesThisSecond;
+  el.rate.textContent = state.selection ? `${state.framesThisSecond} /s` : "—";
   state.framesThisSecond = 0;
-  el.rate.textContent = state.selection ? `${state.rate} /s` : "—";
-  if (state.latest) {
-    document.title = `${formatPrice(state.latest.price)} ${state.latest.symbol} · tickpipe`;
+  if (trades.latest) {
+    document.title = `${formatPrice(trades.latest.price)} ${trades.latest.symbol} · tickpipe`;
   }
 }, 1000);
 
-// ---------------------------------------------------------------- WebSocket
-
-function socketUrl(symbol) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws?symbols=${encodeURIComponent(symbol)}`;
-}
-
-function connect() {
-  const sel = state.selection;
-  if (!sel) return;
-  const generation = ++state.generation;
-  clearTimeout(state.retryTimer);
-  state.retryTimer = null;
-  closeSocket();
-  if (state.connection !== "reconnecting") setConnection("connecting");
-
-  let socket;
-  try {
-    socket = new WebSocket(socketUrl(sel.symbol));
-  } catch {
-    scheduleReconnect(generation);
-    return;
-  }
-  state.socket = socket;
-  state.seeding = true;
-  state.seedBuffer = [];
-
-  socket.onopen = () => {
-    if (generation !== state.generation) return;
-    state.lastFrameAt = Date.now();
-    setConnection("live");
-    seed(sel, generation);
-  };
-  socket.onmessage = (event) => {
-    if (generation !== state.generation) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (!frame || frame.type !== "trade" || frame.symbol !== sel.symbol) return;
-    if (frame.exchange !== sel.exchange) return; // /ws filters by symbol only
-    state.lastFrameAt = Date.now();
-    state.framesThisSecond += 1;
-    state.attempt = 0; // a healthy stream resets the backoff
-    if (state.connection !== "live") setConnection("live");
-    if (state.seeding) {
-      state.seedBuffer.push(frame);
-      return;
-    }
-    state.pending.push(frame);
-    // A hidden tab gets no animation frames: keep only what the chart and table can show.
-    if (state.pending.length > CONFIG.maxPoints * 2) {
-      state.pending = state.pending.slice(state.pending.length - CONFIG.maxPoints);
-    }
-    requestRender();
-  };
-  socket.onclose = () => {
-    if (generation !== state.generation) return;
-    state.socket = null;
-    scheduleReconnect(generation);
-  };
-}
-
-function closeSocket() {
-  const socket = state.socket;
-  state.socket = null;
-  if (socket) {
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
-    try {
-      socket.close(1000);
-    } catch {
-      /* already closed */
-    }
-  }
-}
-
-/** Exponential backoff with jitter, so a restarted server is not hit by every tab at once. */
-function scheduleReconnect(generation) {
-  if (generation !== state.generation) return;
-  state.attempt += 1;
-  const ceiling = Math.min(CONFIG.backoffMaxMs, CONFIG.backoffBaseMs * 2 ** (state.attempt - 1));
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-  state.retryAt = Date.now() + delay;
-  state.retryTimer = setTimeout(connect, delay);
-  setConnection("reconnecting", describeConnection());
-}
-
 // A network coming back is a better hint than any timer.
 window.addEventListener("online", () => {
-  if (state.connection === "reconnecting") connect();
+  for (const stream of [state.stream, compare.stream]) {
+    if (stream?.state === "reconnecting") stream.connect();
+  }
 });
 
-async function fetchJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+function openStream(sel) {
+  state.stream?.close();
+  const stream = new TradeStream(sel, {
+    ...STREAM_OPTIONS,
+    onState: (connection) => {
+      if (state.stream !== stream) return;
+      setConnection(connection);
+      setConnection(connection, describeConnection());
+    },
+    onSeed: (seeded) => {
+      if (state.stream !== stream) return;
+      priceChart.clear();
+      state.pending = seeded; // stored trades carry no `seq`: the candles count them already
+      state.viewReset = true;
+      const query = `exchange=${encodeURIComponent(sel.exchange)}`;
+      fetchJson(`/api/v1/snapshot/${encodeURIComponent(sel.symbol)}?${query}`)
+        .then((snap) => {
+          if (snap && snap.window) el.legendSma.textContent = `SMA ${snap.window}`;
+        })
+        .catch(() => {});
+      if (state.view === "candles") candles.load(sel, state.interval, state.seq);
+      requestRender();
+    },
+    onTrade: (frame) => {
+      if (state.stream !== stream) return;
+      frame.seq = ++state.seq;
+      state.framesThisSecond += 1;
+      if (state.connection !== "live") setConnection("live");
+      state.pending.push(frame);
+      // A hidden tab gets no animation frames: keep only what the chart and table can show.
+      if (state.pending.length > CONFIG.maxPoints * 2) {
+        state.pending = state.pending.slice(state.pending.length - CONFIG.maxPoints);
+      }
+      requestRender();
+    },
+  });
+  state.stream = stream;
+  stream.connect();
 }
 
-/** Replaces chart and table with /history, then with what the socket buffered meanwhile. */
-async function seed(sel, generation) {
-  const query = `exchange=${encodeURIComponent(sel.exchange)}`;
-  const symbol = encodeURIComponent(sel.symbol);
-  let stored = [];
-  try {
-    stored = await fetchJson(`/api/v1/history/${symbol}?limit=${CONFIG.historyLimit}&${query}`);
-  } catch {
-    // Live data still flows; the chart just starts empty.
-  }
-  if (generation !== state.generation) return;
-  fetchJson(`/api/v1/snapshot/${symbol}?${query}`)
-    .then((snap) => {
-      if (snap && snap.window) el.legendSma.textContent = `SMA ${snap.window}`;
-    })
-    .catch(() => {});
+// ---------------------------------------------------------------- views
 
-  const seeded = Array.isArray(stored) ? stored.slice().reverse() : [];
-  // trade_id alone may repeat over time (a restarted simulated market counts from 1 again).
-  const key = (t) => `${t.trade_id}@${t.timestamp}`;
-  const seen = new Set(seeded.map(key));
-  const fresh = state.seedBuffer.filter((t) => !seen.has(key(t)));
-  state.seeding = false;
-  state.seedBuffer = [];
-  chart.clear();
-  state.recent = [];
-  state.latest = null;
-  state.pending = seeded.concat(fresh, state.pending);
-  state.viewReset = true;
+function setView(view) {
+  state.view = view;
+  for (const tab of el.tabs) tab.setAttribute("aria-pressed", String(tab.dataset.view === view));
+  for (const part of el.viewParts) part.hidden = part.dataset.for !== view;
+  for (const [name, chart] of Object.entries(charts)) chart.canvas.hidden = name !== view;
+  for (const button of el.intervals) {
+    button.setAttribute("aria-pressed", String(button.dataset.interval === state.interval));
+  }
+  const sel = state.selection;
+  if (view !== "candles" || !sel) candles.stop();
+  else if (!candles.follows(sel, state.interval)) {
+    candles.stop();
+    if (state.stream?.seeded) candles.load(sel, state.interval, state.seq); // else the seed does
+  }
+  compare.sync({ selection: sel, symbols: state.symbols, active: view === "compare" });
+  writeUrl();
   requestRender();
 }
+
+/** The view, interval and compared stream in the query; the stream itself in the hash. */
+function writeUrl() {
+  const query = new URLSearchParams(location.search);
+  const set = (name, value) => (value ? query.set(name, value) : query.delete(name));
+  set("view", state.view === "price" ? "" : state.view);
+  set("interval", state.view === "candles" ? state.interval : "");
+  set("vs", state.view === "compare" ? compare.wanted : "");
+  const search = query.toString();
+  history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${location.hash}`);
+}
+
+for (const tab of el.tabs) tab.addEventListener("click", () => setView(tab.dataset.view));
+for (const button of el.intervals) {
+  button.addEventListener("click", () => {
+    state.interval = button.dataset.interval;
+    setView("candles");
+  });
+}
+el.backToLive.addEventListener("click", () => {
+  charts[state.view].viewport.goLive();
+  requestRender();
+});
 
 // ---------------------------------------------------------------- symbols and selection
 
@@ -399,16 +266,14 @@ function select(sel) {
   state.selection = sel;
   history.replaceState(null, "", `#${keyOf(sel)}`);
   el.picker.value = keyOf(sel);
-  state.attempt = 0;
   state.pending = [];
-  state.recent = [];
-  state.latest = null;
   el.legendSma.textContent = "SMA";
-  chart.clear();
+  priceChart.clear();
+  priceChart.viewport.reset();
   state.viewReset = true;
-  requestRender();
   setConnection("connecting");
-  connect();
+  openStream(sel);
+  setView(state.view); // the candles and the compare pair follow the selection
 }
 
 function renderPicker() {
@@ -451,6 +316,7 @@ async function loadSymbols() {
       symbolsSignature = signature;
       state.symbols = symbols;
       renderPicker();
+      compare.sync({ selection: state.selection, symbols, active: state.view === "compare" });
     }
     if (!state.selection && symbols.length) select(pickDefault(symbols));
     if (!symbols.length) delay = 1000; // a fresh server has seen no trades yet
@@ -476,10 +342,25 @@ window.addEventListener("hashchange", () => {
   if (sel && sel.exchange) select(sel);
 });
 
+// ---------------------------------------------------------------- debug hook (read-only)
+
+// What the browser tests compare with the API; copies, so nothing here changes the page.
+window.tickpipeDebug = Object.freeze({
+  view: () => state.view,
+  range: (name = state.view) => {
+    const chart = charts[name];
+    const { range, viewport, plot } = chart;
+    return range ? { ...range, live: viewport.live, plot: { ...plot } } : null;
+  },
+  candles: () => candles.debug(),
+  compare: () => compare.debug(),
+});
+
 // ---------------------------------------------------------------- start
 
 const fromHash = parseKey(hashKey());
+setView(state.view);
 if (fromHash && fromHash.exchange) select(fromHash);
-renderSnapshot();
+trades.renderSnapshot();
 requestRender();
 loadSymbols();

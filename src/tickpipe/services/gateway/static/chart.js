@@ -1,67 +1,38 @@
-// A small canvas chart of trades: price line and area, SMA line, BUY/SELL markers where the
-// signal changes, time and price axes, last-price tag, hover crosshair. No dependencies.
-// The owner appends points and calls draw() at most once per animation frame.
+// The trade chart: price line and area, SMA line, BUY/SELL markers where the signal changes,
+// last-price tag, hover crosshair; zoom and pan on its time axis. No dependencies.
+// The owner appends trades and calls draw() at most once per animation frame.
 
-const COLORS = {
-  grid: "rgba(148, 163, 184, 0.10)",
-  axisText: "#7d8aa3",
-  price: "#38bdf8",
-  areaTop: "rgba(56, 189, 248, 0.22)",
-  areaBottom: "rgba(56, 189, 248, 0.00)",
-  sma: "#f59e0b",
-  buy: "#22c55e",
-  sell: "#f43f5e",
-  crosshair: "rgba(226, 232, 240, 0.35)",
-  tooltipBg: "rgba(15, 21, 33, 0.92)",
-  tooltipBorder: "rgba(148, 163, 184, 0.25)",
-  text: "#e2e8f0",
-  tagText: "#04121c",
-};
-const FONT = '11px ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace';
-const PAD = { top: 14, bottom: 24, left: 10 };
+import {
+  COLORS,
+  FONT,
+  PAD,
+  drawCrosshair,
+  drawTag,
+  drawTimeGrid,
+  drawTooltip,
+  drawValueGrid,
+  drawWaiting,
+  fitCanvas,
+  formatClock,
+  formatPrice,
+  lowerBound,
+  nearestIndex,
+  paddedRange,
+  priceDecimals,
+} from "/static/plot.js";
+import { TimeViewport, enableZoomPan } from "/static/viewport.js";
+
 const MARKER_PX = 5;
 const MIN_MARKER_GAP_PX = 3;
 const GAP_MIN_MS = 1000; // a pause longer than this and GAP_FACTOR x the mean spacing
 const GAP_FACTOR = 20; //   between two trades breaks the lines
-const TIME_STEPS_MS = [
-  100, 250, 500, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3,
-  3600e3, 7200e3, 21600e3, 43200e3, 86400e3,
-];
-
-/** Six significant digits, at least two decimals: the tick size of most crypto quotes. */
-export function priceDecimals(price) {
-  if (!(price > 0)) return 2;
-  return Math.min(8, Math.max(2, 5 - Math.floor(Math.log10(price))));
-}
-
-export function formatPrice(price, decimals = priceDecimals(price)) {
-  if (price === null || price === undefined || !Number.isFinite(price)) return "—";
-  return price.toLocaleString("en-US", {
-    minimumFractionDigits: decimals,
-    maximumFractionDigits: decimals,
-  });
-}
-
-const pad2 = (n) => String(n).padStart(2, "0");
-
-export function formatClock(ms, withMillis = false) {
-  const d = new Date(ms);
-  const base = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  return withMillis ? `${base}.${String(d.getMilliseconds()).padStart(3, "0")}` : base;
-}
-
-function niceStep(range, targetCount) {
-  const raw = range / Math.max(1, targetCount);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const norm = raw / mag;
-  return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
-}
+const MIN_SPAN_MS = 1000;
 
 export class PriceChart {
   /**
    * @param {HTMLCanvasElement} canvas
    * @param {{maxPoints?: number, onInvalidate?: () => void}} options
-   *   onInvalidate: asks the owner for a redraw on the next animation frame (resize, hover).
+   *   onInvalidate: asks the owner for a redraw on the next animation frame (resize, hover, zoom).
    */
   constructor(canvas, { maxPoints = 2000, onInvalidate = () => {} } = {}) {
     this.canvas = canvas;
@@ -72,6 +43,9 @@ export class PriceChart {
     this.lastSignal = null;
     this.hoverX = null;
     this.markerCount = 0;
+    this.viewport = new TimeViewport();
+    this.plot = { x0: 0, x1: 1 };
+    this.range = null; // {t0, t1} of the last draw
     new ResizeObserver(() => this.onInvalidate()).observe(canvas);
     canvas.addEventListener("pointermove", (e) => {
       this.hoverX = e.offsetX;
@@ -81,12 +55,14 @@ export class PriceChart {
       this.hoverX = null;
       this.onInvalidate();
     });
+    enableZoomPan(this, () => this.onInvalidate());
   }
 
   get size() {
     return this.points.length;
   }
 
+  /** Drops the trades; the zoom stays (a reconnect reseeds the same stream). */
   clear() {
     this.points = [];
     this.lastSignal = null;
@@ -106,76 +82,79 @@ export class PriceChart {
     }
   }
 
-  /** The points on screen: the newest maxPoints (the array may briefly hold a few more). */
-  visible() {
+  /** The kept trades (the newest maxPoints; the array may briefly hold a few more). */
+  kept() {
     const n = this.points.length;
     return n > this.maxPoints ? this.points.slice(n - this.maxPoints) : this.points;
   }
 
-  resize() {
-    const dpr = window.devicePixelRatio || 1;
-    const cssW = this.canvas.clientWidth;
-    const cssH = this.canvas.clientHeight;
-    const w = Math.max(1, Math.round(cssW * dpr));
-    const h = Math.max(1, Math.round(cssH * dpr));
-    if (this.canvas.width !== w || this.canvas.height !== h) {
-      this.canvas.width = w;
-      this.canvas.height = h;
-    }
-    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    return { w: cssW, h: cssH };
+  /** What zoom and pan may do (see TimeViewport): the kept trades, all of them by default. */
+  extent() {
+    const pts = this.kept();
+    if (!pts.length) return null;
+    const first = pts[0].t;
+    const last = pts[pts.length - 1].t;
+    const all = Math.max(last - first, MIN_SPAN_MS);
+    return {
+      first,
+      liveEdge: last,
+      defaultSpanMs: all,
+      minSpanMs: Math.min(MIN_SPAN_MS, all),
+      maxSpanMs: all,
+      fitAll: true,
+    };
   }
 
   draw() {
-    const { w, h } = this.resize();
+    const { w, h } = fitCanvas(this.canvas, this.ctx);
     const ctx = this.ctx;
     ctx.clearRect(0, 0, w, h);
     ctx.font = FONT;
-    const pts = this.visible();
-    this.canvas.dataset.points = String(pts.length);
-    if (pts.length === 0 || w < 50 || h < 50) {
+    const extent = this.extent();
+    if (!extent || w < 50 || h < 50) {
+      this.canvas.dataset.points = "0";
       this.markerCount = 0;
       this.canvas.dataset.markers = "0";
-      ctx.fillStyle = COLORS.axisText;
-      ctx.textAlign = "center";
-      ctx.textBaseline = "middle";
-      ctx.fillText("waiting for trades…", w / 2, h / 2);
+      this.range = null;
+      drawWaiting(ctx, w, h, "waiting for trades…");
+      return;
+    }
+    const all = this.kept();
+    const { t0, t1 } = this.viewport.resolve(extent);
+    this.range = { t0, t1 };
+    // One point beyond each edge, so the lines run to the border instead of stopping short.
+    const first = lowerBound(all, t0);
+    const end = lowerBound(all, t1 + 1);
+    const pts = all.slice(Math.max(0, first - 1), Math.min(all.length, end + 1));
+    this.canvas.dataset.points = String(end - first);
+    if (!pts.length) {
+      drawWaiting(ctx, w, h, "no trades in this range");
       return;
     }
 
-    // Value range over price and SMA, padded so lines never touch the edges.
     let lo = Infinity;
     let hi = -Infinity;
     for (const p of pts) {
-      if (p.price < lo) lo = p.price;
-      if (p.price > hi) hi = p.price;
-      if (p.sma !== null && p.sma !== undefined) {
-        if (p.sma < lo) lo = p.sma;
-        if (p.sma > hi) hi = p.sma;
-      }
+      lo = Math.min(lo, p.price, p.sma ?? Infinity);
+      hi = Math.max(hi, p.price, p.sma ?? -Infinity);
     }
-    if (hi - lo < Math.abs(hi) * 1e-6 || hi === lo) {
-      const spread = Math.max(Math.abs(hi) * 1e-4, 1e-6);
-      lo -= spread;
-      hi += spread;
-    }
-    const margin = (hi - lo) * 0.08;
-    lo -= margin;
-    hi += margin;
+    ({ lo, hi } = paddedRange(lo, hi));
 
-    const decimals = priceDecimals(pts[pts.length - 1].price);
+    const shown = all[Math.max(0, Math.min(end, all.length) - 1)];
+    const decimals = priceDecimals(shown.price);
     const axisW = Math.ceil(ctx.measureText(formatPrice(hi, decimals)).width) + 20;
     const x0 = PAD.left;
     const x1 = w - axisW;
     const y0 = PAD.top;
     const y1 = h - PAD.bottom;
-    const t0 = pts[0].t;
-    const t1 = Math.max(pts[pts.length - 1].t, t0 + 1);
-    const xOf = (t) => x0 + ((t - t0) / (t1 - t0)) * (x1 - x0);
+    this.plot = { x0, x1 };
+    const span = Math.max(t1 - t0, 1);
+    const xOf = (t) => x0 + ((t - t0) / span) * (x1 - x0);
     const yOf = (v) => y1 - ((v - lo) / (hi - lo)) * (y1 - y0);
 
-    const lastY = yOf(pts[pts.length - 1].price);
-    this.drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, lastY });
+    const tagY = yOf(shown.price);
+    drawValueGrid(ctx, { x0, x1, y0, y1, lo, hi, format: formatPrice, skipY: tagY });
+    drawTimeGrid(ctx, { x0, x1, y0, y1, t0, t1: t0 + span });
     ctx.save();
     ctx.beginPath();
     ctx.rect(x0, y0 - 8, x1 - x0, y1 - y0 + 16);
@@ -183,49 +162,11 @@ export class PriceChart {
     this.drawSeries(ctx, pts, { xOf, yOf, y1 });
     this.drawMarkers(ctx, pts, { xOf, yOf });
     ctx.restore();
-    this.drawLastPrice(ctx, pts[pts.length - 1], { x0, x1, w, yOf, decimals });
+    const label = formatPrice(shown.price, decimals);
+    drawTag(ctx, { x0, x1, w, y: tagY, label, color: COLORS.price });
     if (this.hoverX !== null && this.hoverX >= x0 && this.hoverX <= x1) {
-      this.drawHover(ctx, pts, { x0, x1, y0, y1, xOf, yOf, t0, t1, decimals });
+      this.drawHover(ctx, pts, { x0, x1, y0, y1, xOf, yOf, t0, span, decimals });
     }
-  }
-
-  drawGrid(ctx, { x0, x1, y0, y1, lo, hi, t0, t1, xOf, yOf, lastY }) {
-    ctx.lineWidth = 1;
-    ctx.strokeStyle = COLORS.grid;
-    ctx.fillStyle = COLORS.axisText;
-
-    const step = niceStep(hi - lo, Math.max(2, Math.floor((y1 - y0) / 56)));
-    const stepDecimals = Math.max(0, -Math.floor(Math.log10(step)));
-    ctx.textAlign = "left";
-    ctx.textBaseline = "middle";
-    ctx.beginPath();
-    for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) {
-      const y = Math.round(yOf(v)) + 0.5;
-      ctx.moveTo(x0, y);
-      ctx.lineTo(x1, y);
-      // The last-price tag sits on the axis: labels under it would show through.
-      if (Math.abs(y - lastY) > 14) ctx.fillText(formatPrice(v, stepDecimals), x1 + 8, y);
-    }
-    ctx.stroke();
-
-    // Labels need their width plus some air; sub-second steps need the longer HH:MM:SS.mmm.
-    const msPerPx = (t1 - t0) / Math.max(1, x1 - x0);
-    const fits = (step) =>
-      step / msPerPx >= ctx.measureText(formatClock(t0, step < 1e3)).width + 36;
-    const tStep = TIME_STEPS_MS.find(fits) ?? TIME_STEPS_MS.at(-1);
-    // Align ticks to local wall-clock boundaries (so 10 s ticks land on :00, :10, ...).
-    const tzOffsetMs = new Date(t0).getTimezoneOffset() * 60e3;
-    const first = Math.ceil((t0 - tzOffsetMs) / tStep) * tStep + tzOffsetMs;
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
-    ctx.beginPath();
-    for (let t = first; t <= t1; t += tStep) {
-      const x = Math.round(xOf(t)) + 0.5;
-      ctx.moveTo(x, y0);
-      ctx.lineTo(x, y1);
-      if (x > x0 + 24 && x < x1 - 24) ctx.fillText(formatClock(t, tStep < 1e3), x, y1 + 7);
-    }
-    ctx.stroke();
   }
 
   drawSeries(ctx, pts, { xOf, yOf, y1 }) {
@@ -314,94 +255,28 @@ export class PriceChart {
     this.canvas.dataset.markers = String(count);
   }
 
-  drawLastPrice(ctx, last, { x0, x1, w, yOf, decimals }) {
-    const y = Math.round(yOf(last.price)) + 0.5;
-    ctx.save();
-    ctx.setLineDash([3, 4]);
-    ctx.strokeStyle = "rgba(56, 189, 248, 0.55)";
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(x0, y);
-    ctx.lineTo(x1, y);
-    ctx.stroke();
-    ctx.restore();
-
-    const label = formatPrice(last.price, decimals);
-    const tagH = 18;
-    ctx.fillStyle = COLORS.price;
-    roundRect(ctx, x1 + 2, y - tagH / 2, w - x1 - 4, tagH, 4);
-    ctx.fill();
-    ctx.fillStyle = COLORS.tagText;
-    ctx.textAlign = "left";
-    ctx.textBaseline = "middle";
-    ctx.fillText(label, x1 + 7, y + 0.5);
-  }
-
-  drawHover(ctx, pts, { x0, x1, y0, y1, xOf, yOf, t0, t1, decimals }) {
-    const t = t0 + ((this.hoverX - x0) / (x1 - x0)) * (t1 - t0);
+  drawHover(ctx, pts, { x0, x1, y0, y1, xOf, yOf, t0, span, decimals }) {
+    const t = t0 + ((this.hoverX - x0) / (x1 - x0)) * span;
     const p = pts[nearestIndex(pts, t)];
-    const x = Math.round(xOf(p.t)) + 0.5;
-    const y = yOf(p.price);
-    ctx.strokeStyle = COLORS.crosshair;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(x, y0);
-    ctx.lineTo(x, y1);
-    ctx.stroke();
+    const x = xOf(p.t);
+    drawCrosshair(ctx, x, y0, y1);
     ctx.fillStyle = COLORS.price;
     ctx.beginPath();
-    ctx.arc(x, y, 3.5, 0, Math.PI * 2);
+    ctx.arc(x, yOf(p.price), 3.5, 0, Math.PI * 2);
     ctx.fill();
-
-    const lines = [
-      formatClock(p.t, true),
-      `price  ${formatPrice(p.price, decimals)}`,
-      `sma    ${p.sma === null || p.sma === undefined ? "—" : formatPrice(p.sma, decimals)}`,
-      `signal ${p.signal}`,
-    ];
-    const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 16;
-    const boxH = lines.length * 15 + 10;
-    const bx = x + 12 + boxW > x1 ? x - 12 - boxW : x + 12;
-    const by = y0 + 4;
-    ctx.fillStyle = COLORS.tooltipBg;
-    ctx.strokeStyle = COLORS.tooltipBorder;
-    roundRect(ctx, bx, by, boxW, boxH, 6);
-    ctx.fill();
-    ctx.stroke();
-    ctx.textAlign = "left";
-    ctx.textBaseline = "top";
-    lines.forEach((line, i) => {
-      const isSignal = i === lines.length - 1;
-      ctx.fillStyle = !isSignal
-        ? COLORS.text
-        : p.signal === "BUY"
-          ? COLORS.buy
-          : p.signal === "SELL"
-            ? COLORS.sell
-            : COLORS.axisText;
-      ctx.fillText(line, bx + 8, by + 6 + i * 15);
+    const signalColor =
+      p.signal === "BUY" ? COLORS.buy : p.signal === "SELL" ? COLORS.sell : COLORS.axisText;
+    drawTooltip(ctx, {
+      x,
+      x1,
+      y0,
+      lines: [
+        formatClock(p.t, true),
+        `price  ${formatPrice(p.price, decimals)}`,
+        `sma    ${p.sma === null || p.sma === undefined ? "—" : formatPrice(p.sma, decimals)}`,
+        `signal ${p.signal}`,
+      ],
+      colors: [undefined, undefined, undefined, signalColor],
     });
   }
-}
-
-function nearestIndex(pts, t) {
-  let lo = 0;
-  let hi = pts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (pts[mid].t < t) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo > 0 && Math.abs(pts[lo - 1].t - t) < Math.abs(pts[lo].t - t)) return lo - 1;
-  return lo;
-}
-
-function roundRect(ctx, x, y, w, h, r) {
-  ctx.beginPath();
-  ctx.moveTo(x + r, y);
-  ctx.arcTo(x + w, y, x + w, y + h, r);
-  ctx.arcTo(x + w, y + h, x, y + h, r);
-  ctx.arcTo(x, y + h, x, y, r);
-  ctx.arcTo(x, y, x + w, y, r);
-  ctx.closePath();
 }
