@@ -101,12 +101,17 @@ def group_is_stable(bootstrap: str, group: str) -> bool:
     return bool(description.state == ConsumerGroupState.STABLE)
 
 
-async def collect_frames(url: str, stop_after_idle_s: float) -> list[dict[str, object]]:
+async def collect_frames(
+    url: str, stop_after_idle_s: float, first_frame_within_s: float = 60.0
+) -> list[dict[str, object]]:
+    """Every frame until the stream has been idle for `stop_after_idle_s` after the first one
+    (the ingestor may take a while to start producing on a loaded machine)."""
     frames: list[dict[str, object]] = []
     async with connect(url) as ws:
         while True:
+            wait_s = stop_after_idle_s if frames else first_frame_within_s
             try:
-                frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), stop_after_idle_s)))
+                frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), wait_s)))
             except TimeoutError:
                 return frames
 
