@@ -120,6 +120,12 @@ def stored_count(url: str) -> int:
     return int(asyncio.run(_fetch(url, "SELECT count(*) AS n FROM trades"))[0]["n"])
 
 
+def stored_streams(url: str) -> int:
+    """How many (exchange, symbol) streams have at least one trade stored."""
+    query = "SELECT count(*) AS n FROM (SELECT DISTINCT exchange, symbol FROM trades) AS streams"
+    return int(asyncio.run(_fetch(url, query))[0]["n"])
+
+
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
     """Polls `check` until true; returns the seconds it took, fails after `timeout_s`."""
     return wait_until(check, timeout_s, what, poll_s)

@@ -45,7 +45,7 @@ _LAG_REFRESH_S = 1.0
 # Kafka answers a fetch once any byte is there, so this only bounds an idle one; Tansu must list
 # all of a partition's batches within it or it answers empty (at 10 ms long partitions went unread).
 FETCH_WAIT_MAX_MS = 100
-FETCH_MAX_BYTES = 256 * 1024
+FETCH_MAX_BYTES = 128 * 1024
 _SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
