@@ -7,12 +7,13 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from tickpipe.core.records import record
 from tickpipe.core.rolling import RollingMean
 from tickpipe.core.signal import Signal, signal_from_comparison
 from tickpipe.core.trade import Trade
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScoredTrade:
     trade: Trade
     sma: Decimal | None

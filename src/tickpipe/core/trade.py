@@ -7,11 +7,11 @@ microseconds since the Unix epoch (UTC) with unit-bearing names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from tickpipe.core.records import record
 from tickpipe.core.symbols import InvalidSymbol, normalize_symbol
 
 # The venues shipped with tickpipe. Any other venue's name only has to look like one (a venue
@@ -39,7 +39,7 @@ class InvalidTrade(ValueError):
     """A trade that fails validation; the message says which field and why."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Trade:
     exchange: str
     symbol: str

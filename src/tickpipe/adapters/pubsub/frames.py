@@ -23,9 +23,15 @@ def update_frame(scored: ScoredTrade) -> bytes:
 
 def encode_updates(batch: Sequence[ScoredTrade]) -> bytes:
     dumps = orjson.dumps
-    return b"\n".join(
-        [b"%s %s" % (scored.trade.symbol.encode(), dumps(update_view(scored))) for scored in batch]
-    )
+    prefixes: dict[str, bytes] = {}  # `SYMBOL ` once per symbol of the batch
+    lines = []
+    for scored in batch:
+        symbol = scored.trade.symbol
+        prefix = prefixes.get(symbol)
+        if prefix is None:
+            prefix = prefixes[symbol] = symbol.encode() + b" "
+        lines.append(prefix + dumps(update_view(scored)))
+    return b"\n".join(lines)
 
 
 class BatchFrames(Sequence[Frame]):

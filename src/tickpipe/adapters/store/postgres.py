@@ -487,10 +487,10 @@ class PostgresStore:
 
 
 async def _copy_unless_conflict(connection: Any, records: list[tuple[Any, ...]]) -> bool:
-    """The fast path: binary COPY of the whole batch; False (nothing stored) on a duplicate."""
+    """The fast path: binary COPY of the whole batch; False (nothing stored) on a duplicate.
+    One statement is its own transaction (all rows or none), so no BEGIN and COMMIT round trips."""
     try:
-        async with connection.transaction():
-            await connection.copy_records_to_table("trades", records=records, columns=_COLUMNS)
+        await connection.copy_records_to_table("trades", records=records, columns=_COLUMNS)
     except asyncpg.UniqueViolationError:
         return False
     return True
