@@ -133,6 +133,10 @@ def measure(
                     duration_s=params.rtt_s,
                 ),
             )
+            ceilings["broker_group_join_s"] = step(
+                "ceiling: a new consumer group's join",
+                lambda: broker.group_join_s(bootstrap, rtt_topic),
+            )
             pg = step(
                 "ceiling: PostgreSQL idempotent insert and COPY",
                 lambda: database.insert_rates(database_url, params.trades),

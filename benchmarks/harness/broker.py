@@ -12,7 +12,11 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from benchmarks.harness import hist, infra, workload
-from tickpipe.adapters.bus.kafka.consumer import FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS
+from tickpipe.adapters.bus.kafka.consumer import (
+    FETCH_MAX_BYTES,
+    FETCH_WAIT_MAX_MS,
+    SESSION_TIMEOUT_MS,
+)
 
 # tickpipe's KafkaSink and KafkaConsumer settings (src/tickpipe/adapters/bus/kafka/).
 TICKPIPE_PRODUCER_CONFIG: dict[str, Any] = {
@@ -154,3 +158,29 @@ def round_trip_topic(bootstrap: str, run_id: str, label: str) -> str:
     topic = f"bench-{run_id}-rtt-{label}"
     infra.create_topics(bootstrap, [topic], 6)
     return topic
+
+
+def group_join_s(bootstrap: str, topic: str) -> float:
+    """Seconds from subscribing a bare consumer in a new group (tickpipe's session timeout) to
+    its first assignment: the broker's share of any cold start. Tansu answers a new group's join
+    after half the session timeout; Apache Kafka after `group.initial.rebalance.delay.ms`."""
+    assigned = threading.Event()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-join-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": 2000,
+        }
+    )
+    try:
+        started_s = time.monotonic()
+        consumer.subscribe([topic], on_assign=lambda _consumer, _partitions: assigned.set())
+        while not assigned.is_set():
+            consumer.poll(0.01)
+            if time.monotonic() - started_s > 60:
+                raise RuntimeError("a bare consumer got no partitions within 60 s")
+        return time.monotonic() - started_s
+    finally:
+        consumer.close()

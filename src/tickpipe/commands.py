@@ -130,13 +130,17 @@ async def process(settings: Settings) -> None:
     kafka = wiring.require_kafka(settings, "process")
     wiring.require_redis(settings, "process")
     async with contextlib.AsyncExitStack() as stack:
+        # Subscribed first: a new group's join takes seconds (on Tansu half the session timeout)
+        # and goes on in the background while the store and Redis open.
+        consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
         store = await stack.enter_async_context(_open_store(settings))
         updates = await stack.enter_async_context(
             wiring.open_updates(settings, "process", embedded=False)
         )
-        # Entered before the consumer, so it still publishes what its last revoke flushes.
         publisher = await stack.enter_async_context(queued_publisher(updates.publisher))
-        consumer = await stack.enter_async_context(wiring.open_kafka_consumer(settings, "process"))
+        # Closed again (a no-op then) on the way out, but first of all: before the publisher
+        # stops, so that what the consumer's last revoke flushes is still published.
+        stack.push_async_callback(consumer.close)
         processor = build_processor(settings, consumer, store, publisher)
         checks = _store_checks(store) | {
             "redis": updates.feed.ping,

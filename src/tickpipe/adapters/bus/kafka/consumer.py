@@ -46,6 +46,9 @@ _LAG_REFRESH_S = 1.0
 # all of a partition's batches within it or it answers empty (at 10 ms long partitions went unread).
 FETCH_WAIT_MAX_MS = 100
 FETCH_MAX_BYTES = 128 * 1024
+# Apache Kafka's smallest by default (group.min.session.timeout.ms): a dead member is noticed
+# within 6 s. Tansu answers a new group's first join after half of it.
+SESSION_TIMEOUT_MS = 6000
 _SERVE_MAX_MESSAGES = 500
 _PARTITIONS_MOVED = frozenset(
     {
@@ -120,7 +123,7 @@ class KafkaConsumer:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 2000,
             "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "fetch.queue.backoff.ms": 1,  # 0 makes librdkafka's fetcher spin on a full queue
