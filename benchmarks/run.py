@@ -243,6 +243,7 @@ def measure(
                 "ingest_cpu_us_per_trade": e2e.ingest_cpu_us_per_trade,
                 "ingest_cpu_pct": e2e.ingest_cpu_pct,
                 "processor_cpu_pct": e2e.processor_cpu_pct,
+                "broker_cpu_pct": e2e.broker_cpu_pct,
                 "dropped": e2e.dropped,
             }
             results["progress"]["end_to_end"] = e2e.progress.samples
@@ -269,6 +270,7 @@ def measure(
                 "ingest_cpu_us_per_trade": paced.ingest_cpu_us_per_trade,
                 "ingest_cpu_pct": paced.ingest_cpu_pct,
                 "processor_cpu_pct": paced.processor_cpu_pct,
+                "broker_cpu_pct": paced.broker_cpu_pct,
                 "dropped": paced.dropped,
             }
 

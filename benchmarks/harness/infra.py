@@ -50,6 +50,7 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self._children: list[subprocess.Popen[bytes]] = []
+        self.broker_pid: int | None = None  # the Tansu broker's, while it runs (its CPU is read)
 
     def start(
         self,
@@ -121,6 +122,7 @@ def tansu_broker(processes: Processes) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
     argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
     child = processes.start("tansu", argv, env)
+    processes.broker_pid = child.pid
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         deadline_s = time.monotonic() + BROKER_STARTUP_TIMEOUT_S
@@ -136,6 +138,7 @@ def tansu_broker(processes: Processes) -> Iterator[str]:
                 time.sleep(0.1)
         yield bootstrap
     finally:
+        processes.broker_pid = None
         processes.kill(child)  # not SIGTERM: Tansu then waits 5 s for its clients
 
 

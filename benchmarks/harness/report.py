@@ -267,6 +267,13 @@ def _join_cells(ceiling: dict[str, Any], first_trade_s: float) -> tuple[str, str
     return f"a new group's join on this broker {join_s:.2f} s", f"+{first_trade_s - join_s:.2f} s"
 
 
+def _cpu_beside(run: dict[str, Any]) -> str:
+    text = f"processor CPU {run['processor_cpu_pct']:.0f} %"
+    if "broker_cpu_pct" in run:  # runs before the broker's CPU was read have none
+        text += f", broker {run['broker_cpu_pct']:.0f} %"
+    return text
+
+
 def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
     e2e = tickpipe.get("end_to_end")
     if not e2e:
@@ -284,7 +291,7 @@ def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
             "  ingestor meanwhile: trades accepted / CPU per trade / CPU",
             f"{_rate(e2e['ingested_per_s'])} / {e2e['ingest_cpu_us_per_trade']:.1f} us"
             f" / {e2e['ingest_cpu_pct']:.0f} %",
-            f"processor CPU {e2e['processor_cpu_pct']:.0f} %",
+            _cpu_beside(e2e),
             "",
             f"dropped: {e2e['dropped']}",
         ),
@@ -303,7 +310,7 @@ def _end_to_end_rows(tickpipe: dict[str, Any]) -> list[Row]:
             Row(
                 "  ingestor meanwhile: CPU per trade / CPU",
                 f"{paced['ingest_cpu_us_per_trade']:.1f} us / {paced['ingest_cpu_pct']:.0f} %",
-                f"processor CPU {paced['processor_cpu_pct']:.0f} %",
+                _cpu_beside(paced),
                 "",
                 f"dropped: {paced['dropped']}",
             ),
