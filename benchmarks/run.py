@@ -197,6 +197,7 @@ def measure(
             tickpipe["processor_committed_per_s"] = best.committed_per_s
             tickpipe["redis_delivered"] = best.delivered
             tickpipe["processor_cpu_pct"] = best.cpu_pct
+            tickpipe["machine_busy_pct"] = best.machine_busy_pct
             results["progress"]["processor"] = best.progress.samples
             if quix_runs:
                 best_peer = max(quix_runs, key=lambda run: run.trades_per_s)

@@ -233,6 +233,7 @@ class Throughput:
     cpu_pct: float  # CPU time of the processor process over wall time, first to last row
     committed_per_s: float  # the same, from its first offset commit to its last
     delivered: int  # trade updates published to Redis (a dropped update shows here)
+    machine_busy_pct: float  # of all cores, whatever used them, first to last row
 
 
 def processor_throughput(
@@ -253,7 +254,8 @@ def processor_throughput(
         profiler = None
         if profile_argv is not None:
             profiler = processes.start("profiler", [*profile_argv, str(child.pid)])
-        cpu_from: list[tuple[float, float]] = []  # (wall s, CPU s) at the first stored row
+        # (wall s, CPU s, machine busy and all CPU s) at the first stored row
+        cpu_from: list[tuple[float, float, tuple[float, float]]] = []
         commits = Progress()
         try:
             with (
@@ -265,7 +267,13 @@ def processor_throughput(
                 def counted() -> int:
                     done = stored()
                     if done and not cpu_from:
-                        cpu_from.append((time.monotonic(), infra.cpu_seconds(child.pid)))
+                        cpu_from.append(
+                            (
+                                time.monotonic(),
+                                infra.cpu_seconds(child.pid),
+                                infra.machine_cpu_seconds(),
+                            )
+                        )
                     offsets = committed()
                     if not commits.samples or offsets != commits.samples[-1][1]:
                         commits.samples.append((time.monotonic() - started_s, offsets))
@@ -278,6 +286,8 @@ def processor_throughput(
             peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0
             wall_s = time.monotonic() - cpu_from[0][0]
             cpu_pct = 100 * (infra.cpu_seconds(child.pid) - cpu_from[0][1]) / wall_s
+            busy_s, all_s = infra.machine_cpu_seconds()
+            machine_busy_pct = 100 * (busy_s - cpu_from[0][2][0]) / (all_s - cpu_from[0][2][1])
             deadline_s = time.monotonic() + 5.0  # the last batch's publish follows its commit
             while delivered() < count and time.monotonic() < deadline_s:
                 time.sleep(COMMIT_POLL_S)
@@ -294,6 +304,7 @@ def processor_throughput(
             cpu_pct,
             commits.rate_per_s(),
             delivered(),
+            machine_busy_pct,
         )
 
 

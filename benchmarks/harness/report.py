@@ -221,8 +221,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             Row(
                 "processor CPU, throughput run (100 % = one core)",
                 f"{tickpipe['processor_cpu_pct']:.0f} %",
-                "",
-                "",
+                *_machine_cells(tickpipe),
                 "",
             )
         )
@@ -265,6 +264,14 @@ def _join_cells(ceiling: dict[str, Any], first_trade_s: float) -> tuple[str, str
     if join_s is None:
         return "", ""
     return f"a new group's join on this broker {join_s:.2f} s", f"+{first_trade_s - join_s:.2f} s"
+
+
+def _machine_cells(tickpipe: dict[str, Any]) -> tuple[str, str]:
+    """How busy the whole machine was meanwhile (broker, database, Redis and all)."""
+    busy = tickpipe.get("machine_busy_pct")
+    if busy is None:
+        return "", ""
+    return f"the whole machine busy {busy:.0f} % of its {os.cpu_count()} cores", ""
 
 
 def _cpu_beside(run: dict[str, Any]) -> str:
