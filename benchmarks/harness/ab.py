@@ -22,6 +22,9 @@ from benchmarks.harness import database, infra, pipeline, workload
 
 DATABASE_NAME = "tickpipe_bench_ab"
 PARTITIONS = 6
+# The candidate side imports this tree's tickpipe explicitly: an installed (editable) tickpipe
+# may point at another checkout, e.g. when this tree is a git worktree sharing a venv.
+THIS_TREE_SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def export_source(ref: str, into: Path) -> Path:
@@ -58,7 +61,7 @@ def main() -> None:
                     for pair in range(args.pairs):
                         for label, extra in (
                             (args.baseline, {"PYTHONPATH": str(baseline_src)}),
-                            ("this tree", {}),
+                            ("this tree", {"PYTHONPATH": THIS_TREE_SRC}),
                         ):
                             pipeline.truncate(database_url)
                             run_env = replace(env, group=f"ab-{pair}-{len(rows)}", extra=extra)
@@ -114,7 +117,7 @@ def embedded_pairs(baseline: str, trades: int, pairs: int) -> None:
                 ceiling = embedded.insert_ceilings(directory, trades)["executemany"]
                 for label, extra in (
                     (baseline, {"PYTHONPATH": str(baseline_src)}),
-                    ("this tree", {}),
+                    ("this tree", {"PYTHONPATH": THIS_TREE_SRC}),
                 ):
                     run = embedded.processing_throughput(
                         processes, directory, trades, timeout_s=600, extra_env=extra
