@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fixtures.postgres import drop_database
 from fixtures.trades import BASE_TIME_US, make_trade
@@ -29,14 +32,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return url
 
 
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[TradeStore]:
-    opened: TradeStore
+_FRESH_NUMBERS = itertools.count(1_000, 100)
+
+
+async def _open(store_url: str) -> TradeStore:
     if store_url.startswith("sqlite:"):
         await migrate(store_url)
-        opened = await open_sqlite_store(store_url)
-    else:
-        opened = await open_postgres_store(store_url)
+        return await open_sqlite_store(store_url)
+    return await open_postgres_store(store_url)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[TradeStore]:
+    opened = await _open(store_url)
     yield opened
     await opened.close()
 
@@ -247,6 +255,48 @@ async def test_sma_signal_and_side_round_trip(store: TradeStore) -> None:
     ]
     await store.write(batch)
     assert list(reversed(await store.history("BTCUSDT", limit=10))) == batch
+
+
+@pytest.mark.parametrize(
+    "trade_id",
+    ["back\\slash", "tab\there", "new\nline", "carriage\rreturn", "\\N", "\\.", "ends with \\"],
+)
+async def test_copy_format_characters_in_text_are_stored_verbatim(
+    store: TradeStore, trade_id: str
+) -> None:
+    """What COPY's text format reads specially (backslash escapes, `\\N` for NULL, tabs and
+    line ends between fields and rows, `\\.` for the end of data) is data like any other."""
+    trade = replace(make_trade(1), trade_id=trade_id, symbol=f"BTC{trade_id}USDT")
+    batch = [scored(trade), *stream([2, 3])]
+    assert await store.write(batch) == 3
+    [stored] = await store.history(f"BTC{trade_id}USDT", limit=10)
+    assert stored.trade == trade
+    assert [s.trade.trade_id for s in await store.history("BTCUSDT", limit=10)] == ["3", "2"]
+
+
+# One database for all examples (a fresh one each would cost seconds): keys stay distinct.
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    smas=st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=20
+    )
+)
+async def test_any_sma_double_comes_back_as_the_same_double(
+    store_url: str, smas: list[float]
+) -> None:
+    """The SMA column is a double: whatever text or binary form a store sends it in, the
+    double read back is the one written (a Decimal made from its shortest repr)."""
+    store = await _open(store_url)
+    try:
+        first = next(_FRESH_NUMBERS)
+        batch = [scored(make_trade(first + n), sma=repr(value)) for n, value in enumerate(smas)]
+        assert await store.write(batch) == len(batch)
+        stored = await store.history("BTCUSDT", limit=len(batch))
+        assert [s.sma for s in reversed(stored)] == [Decimal(repr(v)) for v in smas]
+    finally:
+        await store.close()
 
 
 async def test_sql_looking_text_is_stored_and_matched_literally(store: TradeStore) -> None:
