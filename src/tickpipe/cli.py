@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
             _add_replay_arguments(sub)
         if name == "export":
             _add_export_arguments(sub)
+        if name == "process":
+            # Set by `--workers N` on each child it starts (services/workers.py), for the logs.
+            sub.add_argument(
+                "--worker-index", dest="worker_index", type=int, help=argparse.SUPPRESS
+            )
     return parser
 
 
@@ -283,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     replay_args = {key: overrides.pop(key) for key in list(overrides) if key.startswith("replay_")}
     export_args = {key: overrides.pop(key) for key in list(overrides) if key.startswith("export_")}
     config_file = overrides.pop("config_file", None)
+    worker_index = overrides.pop("worker_index", None)
     # Imported here so that `tickpipe --help` stays instant.
     from tickpipe.commands import run_command
     from tickpipe.config import Settings, load_settings
@@ -309,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "config":
         print_settings(settings)
         return
-    configure_logging(settings.log_format, settings.log_level, service)
+    configure_logging(settings.log_format, settings.log_level, service, worker_index)
     for line in Settings.unknown_variables(os.environ):
         logging.getLogger("tickpipe").warning("%s", line)
     setup_tracing(f"tickpipe-{args.command}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -56,6 +57,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _tags(log: str, sentence: str) -> list[str]:
+    """The `[worker i]` tag of each log line containing `sentence`, sorted ("-": no tag)."""
+    tags = [re.search(r"\[worker \d+\]", line) for line in log.splitlines() if sentence in line]
+    return sorted(tag.group() if tag else "-" for tag in tags)
+
+
 def _workers_env(
     db: str, kafka_bootstrap: str, kafka_topic: str, redis_url: str, names: tuple[str, str]
 ) -> dict[str, str]:
@@ -80,8 +87,9 @@ def test_two_workers_share_the_partitions_store_each_trade_once_and_stop_on_sigt
     redis_names: tuple[str, str],
     tmp_path: Path,
 ) -> None:
-    """Both workers process trades, everything the ingestor accepted is stored exactly once with
-    exact SMAs, and SIGTERM to the command stops it and both workers with status 0 within 10 s."""
+    """Both workers process trades (each names itself on its log lines, the command does not),
+    everything the ingestor accepted is stored exactly once with exact SMAs, and SIGTERM to the
+    command stops it and both workers with status 0 within 10 s."""
     db = empty_postgres_url
     env = _workers_env(db, kafka_bootstrap, kafka_topic, redis_url, redis_names)
     migrate(env)
@@ -98,6 +106,12 @@ def test_two_workers_share_the_partitions_store_each_trade_once_and_stop_on_sigt
         assert body["checks"] == ["worker-0", "worker-1"]
         workers = _children(command.process.pid)
         assert len(workers) == 2
+        wait_for(
+            lambda: _tags(command.log(), "processing Kafka") == ["[worker 0]", "[worker 1]"],
+            10,
+            "each worker's startup line naming it",
+        )
+        assert _tags(command.log(), "processor workers started") == ["-"]
         wait_for(
             lambda: all(
                 metric(port, "tickpipe_trades_processed_total", worker=str(w)) > 0 for w in (0, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import orjson
@@ -18,6 +19,8 @@ from tickpipe.telemetry.logs import (
     fields,
 )
 from tickpipe.telemetry.tracing import TraceIdFilter
+
+TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"  # a plain line's asctime
 
 
 def record(message: str) -> logging.LogRecord:
@@ -103,6 +106,45 @@ def test_json_logging_of_a_real_call_has_the_fields(capsys: pytest.CaptureFixtur
     assert entry["error"] == "refused"
     assert entry["symbols"] == ["A", "B"]
     assert entry["service"] == "tickpipe-process"
+
+
+def _configured_line(
+    capsys: pytest.CaptureFixture[str], log_format: str, worker: int | None
+) -> str:
+    """The one line that configure_logging(log_format, worker=worker) writes for an info call
+    whose own `worker` field names a task."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(log_format, "INFO", "tickpipe-process", worker)
+    try:
+        logging.getLogger("tickpipe.test").info(
+            "stored %d trades", 5, extra=fields("stored", trades=5, worker="processor")
+        )
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+def test_a_workers_lines_name_the_worker_in_both_formats(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Worker 2 of `--workers N`: a plain line says `[worker 2]` before the logger, a JSON line
+    has `"worker": 2`, which the call's own `worker` field does not hide."""
+    plain = _configured_line(capsys, "plain", 2)
+    assert re.fullmatch(f"{TIME} INFO    \\[worker 2\\] tickpipe.test: stored 5 trades", plain)
+    entry = orjson.loads(_configured_line(capsys, "json", 2))
+    assert entry["worker"] == 2
+    assert (entry["event"], entry["trades"], entry["service"]) == ("stored", 5, "tickpipe-process")
+
+
+def test_a_process_that_is_no_worker_logs_as_before(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a worker index (every command but a `--workers` child) lines have no tag and a
+    JSON line's `worker` is only the call's own field."""
+    plain = _configured_line(capsys, "plain", None)
+    assert re.fullmatch(f"{TIME} INFO    tickpipe.test: stored 5 trades", plain)
+    assert orjson.loads(_configured_line(capsys, "json", None))["worker"] == "processor"
 
 
 def test_trace_id_is_in_each_line_while_a_span_is_active(

@@ -3,9 +3,11 @@
 Each worker is a `tickpipe process` of its own, started with the command's own arguments: one
 consumer each in the same group, so the group spreads the partitions over them (a worker gets
 none when there are more workers than partitions). Worker i serves its probes on 127.0.0.1,
-port metrics port + 1 + i. The command itself serves on the metrics port: `/healthz`, `/readyz`
-(ready when every worker is; else it names what a worker misses, as one processor would) and
-`/metrics` (every worker's, each sample labelled `worker="i"`, plus `tickpipe_worker_up`).
+port metrics port + 1 + i, and as the workers share one stderr, it names itself on each log
+line (`[worker i]`, in JSON `"worker": i`); the command's own lines have no tag. The command
+itself serves on the metrics port: `/healthz`, `/readyz` (ready when every worker is; else it
+names what a worker misses, as one processor would) and `/metrics` (every worker's, each sample
+labelled `worker="i"`, plus `tickpipe_worker_up`).
 
 SIGTERM/SIGINT go to every worker at once; each has a single processor's stop budget, then it is
 killed. A worker that exits on its own stops the others, and the command exits non-zero naming
@@ -52,14 +54,16 @@ def worker_ports(metrics_port: int, count: int) -> list[int]:
     return [metrics_port + 1 + index for index in range(count)]
 
 
-def worker_argv(command_argv: Sequence[str], port: int) -> list[str]:
-    """The command's own arguments, then what makes it one worker (later flags win)."""
+def worker_argv(command_argv: Sequence[str], index: int, port: int) -> list[str]:
+    """The command's own arguments, then what makes it worker `index` (later flags win); the
+    index only names the worker in its log lines."""
     return [
         sys.executable,
         "-m",
         "tickpipe",
         *command_argv,
         *("--workers", "1", "--host", WORKER_HOST, "--metrics-port", str(port)),
+        *("--worker-index", str(index)),
     ]
 
 
@@ -134,8 +138,8 @@ def start_workers(
     while this process has a single thread (tracing's exporter thread, if any, rules it out)."""
     preexec = _stop_with_parent() if threading.active_count() == 1 else None
     return [
-        subprocess.Popen(worker_argv(command_argv, port), preexec_fn=preexec)  # noqa: S603 - our own interpreter and arguments
-        for port in ports
+        subprocess.Popen(worker_argv(command_argv, index, port), preexec_fn=preexec)  # noqa: S603 - our own interpreter and arguments
+        for index, port in enumerate(ports)
     ]
 
 

@@ -3,7 +3,8 @@
 A JSON line carries `time`, `level`, `service`, `logger`, `event` (a stable name, or the message
 when the call names none), `message` (the sentence) and the event's fields: what the call passed
 with `extra=fields("exchange_connected", venue=..., symbols=...)`, and `trace_id` inside a span.
-A plain line is the sentence alone, for a terminal."""
+A plain line is the sentence alone, for a terminal. A worker of `tickpipe process --workers N`
+names itself on every line: `worker` in JSON, `[worker i]` in a plain line."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ def event_fields(record: logging.LogRecord) -> dict[str, object]:
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str = "tickpipe") -> None:
+    def __init__(self, service: str = "tickpipe", worker: int | None = None) -> None:
         super().__init__()
         self.service = service
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -56,8 +58,12 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "event": message,
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         for key, value in event_fields(record).items():
-            if key not in _OWN_KEYS:  # a field never hides the line's own keys
+            # A field never hides the line's own keys, nor a worker's index (run_service's
+            # `worker_cancelled` has a `worker` field too, its task; the sentence names that).
+            if key not in _OWN_KEYS and not (key == "worker" and self.worker is not None):
                 entry[key] = value
         entry["logger"] = record.name
         entry["message"] = message
@@ -74,13 +80,21 @@ class PlainFormatter(logging.Formatter):
 
 
 def configure_logging(
-    log_format: str = "plain", level: str = "INFO", service: str = "tickpipe"
+    log_format: str = "plain",
+    level: str = "INFO",
+    service: str = "tickpipe",
+    worker: int | None = None,
 ) -> None:
+    """Root logging to stderr. `worker`: the index of a `--workers` child, named on each line
+    (the children share one stderr); None in every other process."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter(service))
+        handler.setFormatter(JsonFormatter(service, worker))
     else:
-        handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        tag = "" if worker is None else f"[worker {worker}] "
+        handler.setFormatter(
+            PlainFormatter(f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s")
+        )
     handler.addFilter(TraceIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -24,7 +24,7 @@ import {
   paddedRange,
   priceDecimals,
 } from "/static/plot.js";
-import { TimeViewport, enableZoomPan } from "/static/viewport.js";
+import { TimeViewport, enableInteraction } from "/static/viewport.js";
 
 export const INTERVALS_MS = {
   "1s": 1e3,
@@ -152,16 +152,7 @@ export class CandleChart {
     this.viewport = new TimeViewport();
     this.plot = { x0: 0, x1: 1 };
     this.range = null;
-    new ResizeObserver(() => this.onInvalidate()).observe(canvas);
-    canvas.addEventListener("pointermove", (e) => {
-      this.hoverX = e.offsetX;
-      this.onInvalidate();
-    });
-    canvas.addEventListener("pointerleave", () => {
-      this.hoverX = null;
-      this.onInvalidate();
-    });
-    enableZoomPan(this, () => this.onInvalidate());
+    enableInteraction(this, () => this.onInvalidate());
   }
 
   /** A new series; the zoom starts over unless `keepView` (the same one read again). */

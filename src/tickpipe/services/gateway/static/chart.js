@@ -20,7 +20,7 @@ import {
   paddedRange,
   priceDecimals,
 } from "/static/plot.js";
-import { TimeViewport, enableZoomPan } from "/static/viewport.js";
+import { TimeViewport, enableInteraction } from "/static/viewport.js";
 
 const MARKER_PX = 5;
 const MIN_MARKER_GAP_PX = 3;
@@ -46,16 +46,7 @@ export class PriceChart {
     this.viewport = new TimeViewport();
     this.plot = { x0: 0, x1: 1 };
     this.range = null; // {t0, t1} of the last draw
-    new ResizeObserver(() => this.onInvalidate()).observe(canvas);
-    canvas.addEventListener("pointermove", (e) => {
-      this.hoverX = e.offsetX;
-      this.onInvalidate();
-    });
-    canvas.addEventListener("pointerleave", () => {
-      this.hoverX = null;
-      this.onInvalidate();
-    });
-    enableZoomPan(this, () => this.onInvalidate());
+    enableInteraction(this, () => this.onInvalidate());
   }
 
   get size() {

@@ -21,7 +21,7 @@ import {
   paddedRange,
   priceDecimals,
 } from "/static/plot.js";
-import { TimeViewport, enableZoomPan } from "/static/viewport.js";
+import { TimeViewport, enableInteraction } from "/static/viewport.js";
 
 // Quote currencies, longest first so BTCUSDT is BTC/USDT, not BTCUSD/T.
 const QUOTES = [
@@ -83,16 +83,7 @@ export class CompareChart {
     this.viewport = new TimeViewport();
     this.plot = { x0: 0, x1: 1 };
     this.range = null;
-    new ResizeObserver(() => this.onInvalidate()).observe(canvas);
-    canvas.addEventListener("pointermove", (e) => {
-      this.hoverX = e.offsetX;
-      this.onInvalidate();
-    });
-    canvas.addEventListener("pointerleave", () => {
-      this.hoverX = null;
-      this.onInvalidate();
-    });
-    enableZoomPan(this, () => this.onInvalidate());
+    enableInteraction(this, () => this.onInvalidate());
   }
 
   /** A new pair: labels of the two streams, the second one's trades start empty. */

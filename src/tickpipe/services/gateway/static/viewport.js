@@ -1,4 +1,5 @@
-// Zoom and pan of a chart's time axis, by mouse (wheel, drag) and touch (pinch, drag).
+// Zoom and pan of a chart's time axis, by mouse (wheel, drag) and touch (pinch, drag), and the
+// rest of the wiring the three charts share (resize, hover).
 //
 // A viewport is either live (its right edge follows the newest data) or parked at a fixed end
 // time; its span is the user's zoom, or the chart's default until the user zooms.
@@ -143,4 +144,23 @@ export function enableZoomPan(chart, onChange) {
     chart.viewport.reset();
     onChange();
   });
+}
+
+/**
+ * Everything a chart's canvas reacts to: a resize, the hover position (kept in `chart.hoverX`,
+ * CSS px, null while the pointer is off the canvas) and zoom and pan (`enableZoomPan`).
+ * `onChange` runs after each of them (to redraw).
+ */
+export function enableInteraction(chart, onChange) {
+  const canvas = chart.canvas;
+  new ResizeObserver(() => onChange()).observe(canvas);
+  canvas.addEventListener("pointermove", (e) => {
+    chart.hoverX = e.offsetX;
+    onChange();
+  });
+  canvas.addEventListener("pointerleave", () => {
+    chart.hoverX = null;
+    onChange();
+  });
+  enableZoomPan(chart, onChange);
 }
