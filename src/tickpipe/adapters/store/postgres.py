@@ -2,8 +2,9 @@
 and one for reads (the gateway) whose statements time out after the query timeout, so expensive
 reads can neither take the writer's connections nor run for long.
 
-A batch goes by binary COPY straight into `trades`. If that hits the unique key (a replay after a
-crash), the batch is copied into a temporary staging table instead and inserted from there with
+A batch goes by one COPY (text format, `copy_text`) straight into `trades`. If that hits the
+unique key (a replay after a crash), the batch is copied (binary, `copy_record`) into a temporary
+staging table instead and inserted from there with
 `ON CONFLICT DO NOTHING`, in batch order, so `id` stays the processing order either way.
 """
 
