@@ -245,6 +245,7 @@ def measure(
                 "ingest_cpu_pct": e2e.ingest_cpu_pct,
                 "processor_cpu_pct": e2e.processor_cpu_pct,
                 "broker_cpu_pct": e2e.broker_cpu_pct,
+                "machine_busy_pct": e2e.machine_busy_pct,
                 "dropped": e2e.dropped,
             }
             results["progress"]["end_to_end"] = e2e.progress.samples
@@ -272,6 +273,7 @@ def measure(
                 "ingest_cpu_pct": paced.ingest_cpu_pct,
                 "processor_cpu_pct": paced.processor_cpu_pct,
                 "broker_cpu_pct": paced.broker_cpu_pct,
+                "machine_busy_pct": paced.machine_busy_pct,
                 "dropped": paced.dropped,
             }
 

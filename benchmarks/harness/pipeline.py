@@ -541,6 +541,7 @@ class EndToEnd:
     ingest_cpu_pct: float
     processor_cpu_pct: float
     broker_cpu_pct: float  # the Tansu broker's, over the same interval
+    machine_busy_pct: float  # of all cores, whatever used them, over the same interval
     dropped: int  # trades the ingestor dropped (its local queue full for 5 s)
     progress: Progress
 
@@ -568,17 +569,18 @@ def end_to_end_throughput(
     ingest = processes.start("ingest-end-to-end", infra.tickpipe_argv("ingest"), ingest_env)
     try:
         infra.wait_http_ok(f"http://127.0.0.1:{ingest_port}/healthz", ingest)
-        # wall, ingest CPU, ingested, processor CPU, broker CPU
-        first: list[tuple[float, float, float, float, float]] = []
+        # wall, ingest CPU, ingested, processor CPU, broker CPU, machine busy and all CPU
+        first: list[tuple[float, float, float, float, float, tuple[float, float]]] = []
         broker_pid = processes.broker_pid
 
-        def ingest_now() -> tuple[float, float, float, float, float]:
+        def ingest_now() -> tuple[float, float, float, float, float, tuple[float, float]]:
             return (
                 time.monotonic(),
                 infra.cpu_seconds(ingest.pid),
                 metric_total(ingest_port, "tickpipe_trades_ingested_total"),
                 infra.cpu_seconds(processor.pid),
                 infra.cpu_seconds(broker_pid) if broker_pid is not None else 0.0,
+                infra.machine_cpu_seconds(),
             )
 
         with stored_so_far(env.database_url) as stored:
@@ -605,6 +607,7 @@ def end_to_end_throughput(
         100 * ingest_cpu_s / wall_s,
         100 * (last[3] - first[0][3]) / wall_s,
         100 * (last[4] - first[0][4]) / wall_s,
+        100 * (last[5][0] - first[0][5][0]) / (last[5][1] - first[0][5][1]),
         dropped,
         progress,
     )

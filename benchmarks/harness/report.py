@@ -278,6 +278,8 @@ def _cpu_beside(run: dict[str, Any]) -> str:
     text = f"processor CPU {run['processor_cpu_pct']:.0f} %"
     if "broker_cpu_pct" in run:  # runs before the broker's CPU was read have none
         text += f", broker {run['broker_cpu_pct']:.0f} %"
+    if "machine_busy_pct" in run:
+        text += f"; machine busy {run['machine_busy_pct']:.0f} %"
     return text
 
 
