@@ -78,9 +78,9 @@ async def _run(
     def stored() -> int:
         return int(metrics.trades_stored._value.get())
 
-    from tickpipe.services.runtime import tune_gc
+    from tickpipe.services.runtime import tune_interpreter
 
-    tune_gc()  # as `tickpipe process` does
+    tune_interpreter()  # as `tickpipe process` does
     stop = asyncio.Event()
     profiler = None
     if profile_path is not None:

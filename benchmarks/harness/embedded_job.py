@@ -26,7 +26,7 @@ from tickpipe.adapters.bus.memory import MemoryBus
 from tickpipe.config import load_settings
 from tickpipe.ports import UpdateFeed
 from tickpipe.services.publishing import queued_publisher
-from tickpipe.services.runtime import tune_gc
+from tickpipe.services.runtime import tune_interpreter
 
 
 async def _count_updates(feed: UpdateFeed, delivered: list[int]) -> None:
@@ -36,7 +36,7 @@ async def _count_updates(feed: UpdateFeed, delivered: list[int]) -> None:
 
 async def main(database_url: str, trades: int) -> None:
     settings = load_settings({"database_url": database_url, "sma_window": workload.SMA_WINDOW})
-    tune_gc()  # as `run_service` does before any trade arrives
+    tune_interpreter()  # as `run_service` does before any trade arrives
     await wiring.migrate_store(settings.database_url)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(wiring.open_store(settings.database_url))
