@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,10 +39,29 @@ _TANSU_ENV = {
 }
 
 
+# Drawn below Linux's ephemeral range (32768-60999), and below the test suite's (20000-31999),
+# never twice in a run: two services given port 0's answer one after the other could get the
+# same port (the first had not bound it yet), and the second's health check then reached the
+# first (seen: a gateway that failed to bind while the harness talked to the processor).
+_PORT_RANGE = range(10_000, 20_000)
+_handed_out: set[int] = set()
+_ports = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback TCP port nobody listens on, outside the ephemeral range, new in this run."""
+    for _ in range(1_000):
+        port = _ports.choice(_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 class Processes:
