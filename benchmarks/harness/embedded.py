@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import sqlite3
 import subprocess
 import sys
@@ -99,17 +98,6 @@ class EmbeddedRun:
     progress: pipeline.Progress
 
 
-def _read_line(child: subprocess.Popen[bytes], timeout_s: float) -> str:
-    assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], timeout_s)
-    if not ready:
-        raise RuntimeError(f"{child.args[:4]} said nothing within {timeout_s:g} s")
-    line = child.stdout.readline().decode().strip()
-    if not line:
-        raise RuntimeError(f"{child.args[:4]} exited with {child.wait()}; see its log")
-    return line
-
-
 def _watch_rows(
     rows: pipeline.Counter, target: int, child: subprocess.Popen[bytes], timeout_s: float
 ) -> tuple[pipeline.Progress, tuple[float, float]]:
@@ -157,11 +145,11 @@ def processing_throughput(
     env = _clean_env(**(extra_env or {}))
     child = processes.start("embedded-processing", argv, env, stdout_pipe=True)
     try:
-        if _read_line(child, timeout_s) != "ready":
+        if infra.read_line(child, timeout_s) != "ready":
             raise RuntimeError("embedded_job: unexpected output; see its log")
         with rows_in(path) as rows:
             progress, (wall_from_s, cpu_from_s) = _watch_rows(rows, trades, child, timeout_s)
-        result = _read_line(child, timeout_s)
+        result = infra.read_line(child, timeout_s)
         wall_s = time.monotonic() - wall_from_s
         cpu_pct = 100 * (infra.cpu_seconds(child.pid) - cpu_from_s) / wall_s
         peak_rss_kib = infra.proc_status_kib(child.pid, "VmHWM") or 0

@@ -4,7 +4,6 @@ gateway's figure (updates published to its Redis channel, received by the same c
 from __future__ import annotations
 
 import asyncio
-import select
 import subprocess
 import sys
 import time
@@ -35,30 +34,19 @@ class FanOut:
         }
 
 
-def _read_line(child: subprocess.Popen[bytes], timeout_s: float) -> str:
-    assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], timeout_s)
-    if not ready:
-        raise RuntimeError(f"{child.args[:4]} said nothing within {timeout_s:g} s")
-    line = child.stdout.readline().decode().strip()
-    if not line:
-        raise RuntimeError(f"{child.args[:4]} exited with {child.wait(5)}; see its log")
-    return line
-
-
 def _start_clients(
     processes: infra.Processes, name: str, url: str, clients: int
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "benchmarks.harness.ws_clients", url]
     argv += ["--clients", str(clients), "--idle-s", str(IDLE_END_S)]
     pool = processes.start(name, argv, stdout_pipe=True)
-    if _read_line(pool, 60) != "READY":
+    if infra.read_line(pool, 60) != "READY":
         raise RuntimeError("the WebSocket client pool did not connect")
     return pool
 
 
 def _result(pool: subprocess.Popen[bytes], expected: int, timeout_s: float) -> FanOut:
-    result = orjson.loads(_read_line(pool, timeout_s))
+    result = orjson.loads(infra.read_line(pool, timeout_s))
     pool.wait(10)
     span_s = max((result["last_ns"] - result["first_ns"]) / 1e9, 1e-9)
     return FanOut(
@@ -76,7 +64,7 @@ def broadcast_ceiling(processes: infra.Processes, clients: int, updates: int) ->
     argv += ["--clients", str(clients), "--updates", str(updates)]
     server = processes.start("ws-broadcast", argv, stdout_pipe=True)
     try:
-        if _read_line(server, 60) != "LISTENING":
+        if infra.read_line(server, 60) != "LISTENING":
             raise RuntimeError("the broadcast server did not start")
         pool = _start_clients(processes, "ws-clients-ceiling", f"ws://127.0.0.1:{port}", clients)
         return _result(pool, updates * clients, timeout_s=300)

@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -122,6 +123,18 @@ class Processes:
     def stop_all(self) -> None:
         for child in reversed(list(self._children)):
             self.stop(child, timeout_s=5.0)
+
+
+def read_line(child: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """The next line a child started with `stdout_pipe` prints, within `timeout_s`."""
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], timeout_s)
+    if not ready:
+        raise RuntimeError(f"{child.args[:4]} said nothing within {timeout_s:g} s")
+    line = child.stdout.readline().decode().strip()
+    if not line:
+        raise RuntimeError(f"{child.args[:4]} exited with {child.wait(5)}; see its log")
+    return line
 
 
 def tansu_binary() -> Path:
